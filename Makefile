@@ -1,0 +1,37 @@
+# resonance: two commands do everything on a fresh machine.
+#   make run   - set up (first time), then reproduce the pipeline with DVC (catalog -> validate -> ...)
+#   make test  - set up (first time), then run the default (fast) test suite
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+
+# Quiet, offline, and all tool state inside the project (never the home folder).
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DVC_NO_ANALYTICS := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+export PREFECT_HOME := $(CURDIR)/.prefect
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
+export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test test-slow bench clean-venv
+
+setup:
+	@bash scripts/setup.sh
+
+run: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/cli_startup.py
+
+clean-venv:
+	rm -rf $(VENV)

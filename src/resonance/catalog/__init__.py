@@ -1,0 +1,1 @@
+"""The `catalog` stage: real music from Debian packages -> decoded reference catalog with a manifest."""

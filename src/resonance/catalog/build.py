@@ -1,0 +1,222 @@
+"""Build the reference catalog from extracted package audio: decode, filter, dedupe, split, write.
+
+Pure-ish core: takes the extracted packages and the catalog params; all output goes to a temp folder that
+replaces `out_dir` only when complete, so a crash never leaves half a catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from resonance.audio import AudioError, decode, pcm_sha256, probe_tags, to_pcm16, write_flac
+from resonance.catalog.debs import ExtractedPackage
+from resonance.catalog.dedupe import exact_duplicates, fingerprint, near_duplicates
+from resonance.catalog.licenses import license_for
+from resonance.catalog.manifest import CATALOG_FORMAT, SPLITS, Track
+from resonance.config import CatalogParams
+from resonance.io import replace_dir, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+PEAK_CEILING = 0.999  # decoded audio above full scale is scaled down to this peak (gain_db records it)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One audio member of a package, ready to decode."""
+
+    track_id: str
+    package: str
+    package_version: str
+    source_path: str
+    license: str
+    file: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a candidate: a track (with its fingerprint) or a skip reason."""
+
+    candidate: Candidate
+    track: Track | None = None
+    fingerprint: np.ndarray | None = None
+    reason: str | None = None
+
+
+def track_id_for(package: str, source_path: str) -> str:
+    """Stable id from package and member path (never from list order): `package--slug-hash8`."""
+    stem = source_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "track"
+    digest = hashlib.sha1(f"{package}\n{source_path}".encode()).hexdigest()[:8]
+    return f"{package}--{slug}-{digest}"
+
+
+def assign_split(track_id: str, seed: int, fractions: dict[str, float]) -> str:
+    """Deterministic split from (seed, track_id): adding or removing other tracks never moves this one."""
+    u = int(hashlib.sha256(f"{seed}:{track_id}".encode()).hexdigest()[:15], 16) / 16**15
+    edge = 0.0
+    for split in SPLITS:
+        edge += fractions[split]
+        if u < edge:
+            return split
+    return SPLITS[-1]
+
+
+def title_for(tags: dict[str, str], source_path: str) -> str:
+    """The track's title tag, else a readable form of its file name."""
+    if tags.get("title"):
+        return tags["title"]
+    stem = source_path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return re.sub(r"[_\-]+", " ", stem).strip().title() or stem
+
+
+def list_candidates(packages: Sequence[ExtractedPackage]) -> list[Candidate]:
+    """All members of all packages, interleaved round-robin across packages (so a limit stays varied)."""
+    per_pkg = []
+    for pkg in packages:
+        per_pkg.append([Candidate(track_id_for(pkg.package, m.source_path), pkg.package, pkg.version,
+                                  m.source_path, license_for(pkg.copyright, m.source_path), pkg.path(m))
+                        for m in sorted(pkg.members, key=lambda m: m.source_path)])
+    out: list[Candidate] = []
+    for i in range(max((len(p) for p in per_pkg), default=0)):
+        out += [p[i] for p in per_pkg if i < len(p)]
+    return out
+
+
+def process(cand: Candidate, params: CatalogParams, audio_dir: Path) -> Outcome:
+    """Decode one candidate, check it, write its FLAC and fingerprint it; never raises for bad audio."""
+    sr = params.sample_rate
+    try:
+        audio = decode(cand.file, sr, params.decode_timeout_s)
+    except AudioError as exc:
+        return Outcome(cand, reason=str(exc))
+    duration_s = audio.size / sr
+    if duration_s < params.min_duration_s:
+        return Outcome(cand, reason=f"too short ({duration_s:.1f} s < {params.min_duration_s:g} s)")
+    if duration_s > params.max_duration_s:
+        return Outcome(cand, reason=f"too long ({duration_s:.1f} s > {params.max_duration_s:g} s)")
+    peak = float(np.max(np.abs(audio)))
+    if peak <= 10 ** (params.silence_peak_db / 20):
+        return Outcome(cand, reason=f"silent (peak {20 * np.log10(max(peak, 1e-12)):.1f} dBFS)")
+    gain = min(1.0, PEAK_CEILING / peak)
+    pcm = to_pcm16(audio * gain)
+    rel = f"audio/{cand.track_id}.flac"
+    write_flac(audio_dir.parent / rel, pcm, sr)
+    tags = probe_tags(cand.file)
+    track = Track(track_id=cand.track_id, title=title_for(tags, cand.source_path), artist=tags.get("artist", ""),
+                  package=cand.package, package_version=cand.package_version, source_path=cand.source_path,
+                  license=cand.license, duration_s=round(duration_s, 3), sample_rate=sr, sha256=pcm_sha256(pcm),
+                  gain_db=round(20 * float(np.log10(gain)), 3), split="", audio_path=rel)
+    fp = fingerprint(audio_dir.parent / rel, params.fingerprint_length_s)
+    return Outcome(cand, track=track, fingerprint=fp)
+
+
+def run_all(cands: Sequence[Candidate], params: CatalogParams, audio_dir: Path, max_tracks: int | None,
+            progress: bool = True) -> list[Outcome]:
+    """Process candidates in order on `params.workers` threads; stop after `max_tracks` accepted tracks."""
+    from tqdm import tqdm
+
+    outcomes: list[Outcome] = []
+    accepted = 0
+    bar = tqdm(total=len(cands), desc="catalog: decode", unit="file", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=max(1, params.workers)) as pool:
+        for out in _ordered(pool, cands, params, audio_dir):
+            outcomes.append(out)
+            bar.update(1)
+            accepted += out.track is not None
+            bar.set_postfix(tracks=accepted, skipped=len(outcomes) - accepted)
+            if max_tracks is not None and accepted >= max_tracks:
+                break
+    bar.close()
+    return outcomes
+
+
+def _ordered(pool: ThreadPoolExecutor, cands: Sequence[Candidate], params: CatalogParams,
+             audio_dir: Path) -> Iterator[Outcome]:
+    window = 4 * max(1, params.workers)  # bounded look-ahead so a limit does not decode everything
+    futures = [pool.submit(process, c, params, audio_dir) for c in cands[:window]]
+    for i in range(len(cands)):
+        if i + window < len(cands):
+            futures.append(pool.submit(process, cands[i + window], params, audio_dir))
+        yield futures[i].result()
+    return
+
+
+def finish(outcomes: Sequence[Outcome], params: CatalogParams) -> tuple[list[Track], list[dict]]:
+    """Drop exact and near duplicates, assign splits; returns (tracks sorted by id, skipped rows)."""
+    good = sorted((o for o in outcomes if o.track is not None), key=lambda o: o.candidate.track_id)
+    skipped = [{"source": f"{o.candidate.package}:{o.candidate.source_path}", "track_id": o.candidate.track_id,
+                "reason": o.reason} for o in outcomes if o.track is None]
+    ids = [o.candidate.track_id for o in good]
+    dropped = exact_duplicates(ids, [o.track.sha256 for o in good])  # type: ignore[union-attr]
+    rest = [o for o in good if o.candidate.track_id not in dropped]
+    near = near_duplicates([o.candidate.track_id for o in rest], [o.track.duration_s for o in rest],  # type: ignore[union-attr]
+                           [o.fingerprint for o in rest], params.near_duplicate_ber)
+    for tid, kept in {**dropped, **near}.items():
+        kind = "exact" if tid in dropped else "near"
+        skipped.append({"source": tid, "track_id": tid, "reason": f"{kind} duplicate of {kept}"})
+    tracks = [replace(o.track, split=assign_split(o.candidate.track_id, params.seed, params.splits))  # type: ignore[type-var]
+              for o in rest if o.candidate.track_id not in near]
+    no_fp = sum(o.fingerprint is None for o in rest)
+    if no_fp:
+        log.warning("catalog: %d track(s) have no Chromaprint fingerprint (fpcalc failed or is missing): "
+                    "they were checked for exact duplicates only", no_fp)
+    return tracks, skipped
+
+
+def build_catalog(packages: Sequence[ExtractedPackage], params: CatalogParams, out_dir: str | Path,
+                  max_tracks: int | None = None, progress: bool = True) -> dict:
+    """Decode, check, dedupe and split every candidate; atomically (re)place `out_dir`. Returns the header."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".tmp-{out_dir.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "audio").mkdir(parents=True)
+    try:
+        header = _build_into(tmp, packages, params, max_tracks, progress)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous catalog, if any, stays untouched
+        raise
+    return header
+
+
+def _build_into(tmp: Path, packages: Sequence[ExtractedPackage], params: CatalogParams,
+                max_tracks: int | None, progress: bool) -> dict:
+    cands = list_candidates(packages)
+    outcomes = run_all(cands, params, tmp / "audio", max_tracks, progress)
+    tracks, skipped = finish(outcomes, params)
+    keep = {t.audio_path for t in tracks}
+    for f in (tmp / "audio").iterdir():  # duplicates and beyond-limit leftovers
+        if f"audio/{f.name}" not in keep:
+            f.unlink()
+    for row in skipped:
+        log.info("catalog: skipped %s: %s", row["source"], row["reason"])
+    header = summarize(tracks, skipped, params, len(cands))
+    write_jsonl(tmp / "manifest.jsonl", (t.to_dict() for t in tracks))
+    write_jsonl(tmp / "skipped.jsonl", skipped)
+    write_json(tmp / "catalog.json", header)
+    return header
+
+
+def summarize(tracks: Sequence[Track], skipped: Sequence[dict], params: CatalogParams, n_candidates: int) -> dict:
+    """The catalog.json header: format version and the counts a person wants to see."""
+    hours = sum(t.duration_s for t in tracks) / 3600
+    return {
+        "format": CATALOG_FORMAT,
+        "sample_rate": params.sample_rate,
+        "tracks": len(tracks),
+        "hours": round(hours, 3),
+        "packages": len({t.package for t in tracks}),
+        "splits": {s: sum(t.split == s for t in tracks) for s in SPLITS},
+        "candidates": n_candidates,
+        "skipped": len([s for s in skipped if "duplicate" not in s["reason"]]),
+        "duplicates": len([s for s in skipped if "duplicate" in s["reason"]]),
+    }
