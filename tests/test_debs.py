@@ -50,3 +50,14 @@ def test_unknown_package_names_the_fix(tmp_path: Path) -> None:
         download_deb("resonance-no-such-package-xyz", tmp_path)
     msg = str(err.value)
     assert "apt-get update" in msg and "\n" not in msg
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian-family machine)")
+def test_unreachable_archive_names_the_fix(tmp_path: Path, monkeypatch) -> None:
+    conf = tmp_path / "apt.conf"  # a proxy on a closed local port: the archive is unreachable
+    conf.write_text('Acquire::http::Proxy "http://127.0.0.1:9/";\nAcquire::Retries "0";\n')
+    monkeypatch.setenv("APT_CONFIG", str(conf))
+    with pytest.raises(CatalogError) as err:
+        download_deb("tecnoballz-data", tmp_path / "debs")
+    msg = str(err.value)
+    assert "cannot download 'tecnoballz-data'" in msg and "check the network" in msg and "\n" not in msg
