@@ -108,6 +108,8 @@ def fixture_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     files[f"{MUSIC_DIR}/song_1_remaster.wav"] = (work / "near.wav").read_bytes()
     files[f"{MUSIC_DIR}/jingle.ogg"] = write_ogg(work / "jingle.ogg", music_clip(1.0, seed=5)).read_bytes()
     files[f"{MUSIC_DIR}/silence.ogg"] = write_ogg(work / "sil.ogg", np.zeros(SR_SRC * 5, np.float32)).read_bytes()
+    tail = np.concatenate([music_clip(2.5, seed=6), np.zeros(SR_SRC * 8, np.float32)])
+    files[f"{MUSIC_DIR}/mostly_silent.ogg"] = write_ogg(work / "ms.ogg", tail).read_bytes()
     files[f"{MUSIC_DIR}/corrupt.ogg"] = np.random.default_rng(0).bytes(20000)
     files[f"{MUSIC_DIR}/empty.ogg"] = b""
     files["usr/share/games/fixture/readme.txt"] = b"not music"

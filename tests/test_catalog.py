@@ -42,6 +42,7 @@ def test_catalog_keeps_each_song_once_and_skips_bad_files(params_file: Path, cac
     assert "empty" in skips["empty.ogg"]
     assert "too short" in skips["jingle.ogg"]
     assert "silent" in skips["silence.ogg"]
+    assert "too short" in skips["mostly_silent.ogg"] and "after trimming" in skips["mostly_silent.ogg"]
     assert "exact duplicate of " + track_id_for(PKG, f"{MUSIC_DIR}/song_0.ogg") in " ".join(skips.values())
     for t in tracks:
         audio, sr = sf.read(out / t.audio_path, dtype="int16")
@@ -121,3 +122,13 @@ def test_load_manifest_rejects_other_format(tmp_path: Path) -> None:
     (tmp_path / "catalog.json").write_text(json.dumps({"format": 99}))
     with pytest.raises(ManifestError, match="format 99"):
         load_manifest(tmp_path)
+
+
+def test_exclude_drops_songs_of_another_catalog(params_file: Path, cache_dir: Path, tmp_path: Path) -> None:
+    first = _build(params_file, cache_dir, tmp_path / "catalog")
+    assert (tmp_path / "catalog" / "fingerprints.npz").is_file()
+    header = _build(params_file, cache_dir, tmp_path / "outside", exclude=tmp_path / "catalog")
+    assert header["tracks"] == 0 and header["duplicates"] >= first["tracks"]
+    kept = {t.track_id for t in load_manifest(tmp_path / "catalog")}
+    reasons = _skips(tmp_path / "outside").values()
+    assert sum(any(k in r for k in kept) for r in reasons if "duplicate" in r) >= first["tracks"]

@@ -24,3 +24,9 @@ def test_dep5_pattern_matches_inside_a_container() -> None:
 def test_freeform_gpl_and_unknown() -> None:
     assert license_for(FREEFORM, "a/b.ogg") == "GPL-2+"
     assert license_for("Copyright 2001 nobody, all rights reserved", "a/b.ogg") == "unknown"
+
+
+def test_creative_commons_legal_code_without_a_name() -> None:
+    legal = ("THE WORK IS PROVIDED UNDER THE TERMS OF THIS CREATIVE COMMONS PUBLIC LICENSE ... "
+             "License Elements means the following high-level license attributes: Attribution, ShareAlike.")
+    assert license_for(legal, "music/a.ogg") == "CC-BY-SA"

@@ -74,6 +74,23 @@ def probe_tags(path: str | Path, timeout_s: float = 30.0) -> dict[str, str]:
     return tags
 
 
+def trim_silence(audio: np.ndarray, sr: int, silence_db: float, frame_s: float = 0.05) -> tuple[np.ndarray, float]:
+    """Cut leading and trailing frames whose RMS is below `silence_db` (dBFS).
+
+    Returns (trimmed audio (m,), start_s: seconds cut from the start). All-silent audio gives an empty array.
+    """
+    frame = max(1, int(sr * frame_s))
+    n = audio.size // frame
+    if n == 0:
+        return audio[:0], 0.0
+    rms_db = 10 * np.log10(np.mean(audio[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1) + 1e-20)
+    loud = np.flatnonzero(rms_db >= silence_db)
+    if loud.size == 0:
+        return audio[:0], 0.0
+    start, stop = loud[0] * frame, audio.size if loud[-1] == n - 1 else (loud[-1] + 1) * frame
+    return audio[start:stop], start / sr
+
+
 def to_pcm16(audio: np.ndarray) -> np.ndarray:
     """Quantize float audio (n_samples,) to int16 exactly as it is stored in FLAC."""
     return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)

@@ -29,7 +29,7 @@ def _catalog(args: argparse.Namespace) -> int:
 
     params = load_section(args.params, "catalog", CatalogParams)
     header = run(params, Path(args.out), Path(args.cache), profile=args.profile, limit=args.limit,
-                 progress=not args.quiet)
+                 progress=not args.quiet, exclude=Path(args.exclude) if args.exclude else None)
     print(describe(header, Path(args.out)))
     return 0
 
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="data/cache", help="download/extraction cache (default: data/cache)")
     p.add_argument("--profile", default=None, help="catalog profile from params (default: catalog.profile)")
     p.add_argument("--limit", type=int, default=None, help="stop after this many tracks (small catalogs)")
+    p.add_argument("--exclude", default=None, help="a built catalog whose songs must not appear in this one")
     p.set_defaults(func=_catalog)
 
     p = sub.add_parser("validate", help="Great Expectations checks on the catalog manifest and audio")

@@ -49,7 +49,7 @@ class CatalogParams:
     sample_rate: int
     min_duration_s: float
     max_duration_s: float
-    silence_peak_db: float
+    silence_db: float
     splits: dict[str, float]
     near_duplicate_ber: float
     fingerprint_length_s: int

@@ -17,15 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from resonance.audio import AudioError, decode, pcm_sha256, probe_tags, to_pcm16, write_flac
+from resonance.audio import AudioError, decode, pcm_sha256, probe_tags, to_pcm16, trim_silence, write_flac
 from resonance.catalog.debs import ExtractedPackage
-from resonance.catalog.dedupe import exact_duplicates, fingerprint, near_duplicates
+from resonance.catalog.dedupe import (Reference, exact_duplicates, fingerprint, near_duplicates,
+                                      save_fingerprints)
 from resonance.catalog.licenses import license_for
 from resonance.catalog.manifest import CATALOG_FORMAT, SPLITS, Track
 from resonance.config import CatalogParams
 from resonance.io import replace_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
+REF = "ref:"  # marks entries of an excluded reference catalog during deduplication
 PEAK_CEILING = 0.999  # decoded audio above full scale is scaled down to this peak (gain_db records it)
 
 
@@ -98,14 +100,17 @@ def process(cand: Candidate, params: CatalogParams, audio_dir: Path) -> Outcome:
         audio = decode(cand.file, sr, params.decode_timeout_s)
     except AudioError as exc:
         return Outcome(cand, reason=str(exc))
+    full_s = audio.size / sr
+    audio, trim_start_s = trim_silence(audio, sr, params.silence_db)
+    if audio.size == 0:
+        return Outcome(cand, reason=f"silent (no {params.silence_db:g} dBFS frame in {full_s:.1f} s)")
     duration_s = audio.size / sr
+    trimmed = f" after trimming {full_s - duration_s:.1f} s of silence" if duration_s < full_s - 0.5 else ""
     if duration_s < params.min_duration_s:
-        return Outcome(cand, reason=f"too short ({duration_s:.1f} s < {params.min_duration_s:g} s)")
+        return Outcome(cand, reason=f"too short ({duration_s:.1f} s < {params.min_duration_s:g} s{trimmed})")
     if duration_s > params.max_duration_s:
         return Outcome(cand, reason=f"too long ({duration_s:.1f} s > {params.max_duration_s:g} s)")
     peak = float(np.max(np.abs(audio)))
-    if peak <= 10 ** (params.silence_peak_db / 20):
-        return Outcome(cand, reason=f"silent (peak {20 * np.log10(max(peak, 1e-12)):.1f} dBFS)")
     gain = min(1.0, PEAK_CEILING / peak)
     pcm = to_pcm16(audio * gain)
     rel = f"audio/{cand.track_id}.flac"
@@ -114,7 +119,8 @@ def process(cand: Candidate, params: CatalogParams, audio_dir: Path) -> Outcome:
     track = Track(track_id=cand.track_id, title=title_for(tags, cand.source_path), artist=tags.get("artist", ""),
                   package=cand.package, package_version=cand.package_version, source_path=cand.source_path,
                   license=cand.license, duration_s=round(duration_s, 3), sample_rate=sr, sha256=pcm_sha256(pcm),
-                  gain_db=round(20 * float(np.log10(gain)), 3), split="", audio_path=rel)
+                  gain_db=round(20 * float(np.log10(gain)), 3), trim_start_s=round(trim_start_s, 3), split="",
+                  audio_path=rel)
     fp = fingerprint(audio_dir.parent / rel, params.fingerprint_length_s)
     return Outcome(cand, track=track, fingerprint=fp)
 
@@ -132,7 +138,7 @@ def run_all(cands: Sequence[Candidate], params: CatalogParams, audio_dir: Path, 
             outcomes.append(out)
             bar.update(1)
             accepted += out.track is not None
-            bar.set_postfix(tracks=accepted, skipped=len(outcomes) - accepted)
+            bar.set_postfix(tracks=accepted, skipped=len(outcomes) - accepted, refresh=False)
             if max_tracks is not None and accepted >= max_tracks:
                 break
     bar.close()
@@ -150,37 +156,51 @@ def _ordered(pool: ThreadPoolExecutor, cands: Sequence[Candidate], params: Catal
     return
 
 
-def finish(outcomes: Sequence[Outcome], params: CatalogParams) -> tuple[list[Track], list[dict]]:
-    """Drop exact and near duplicates, assign splits; returns (tracks sorted by id, skipped rows)."""
+def finish(outcomes: Sequence[Outcome], params: CatalogParams,
+           reference: Reference | None = None) -> tuple[list[Track], list[dict], dict[str, np.ndarray | None]]:
+    """Drop exact and near duplicates (of each other and of `reference`), assign splits.
+
+    Returns (tracks sorted by id, skipped rows, {track_id: fingerprint} of the kept tracks).
+    """
+    ref = reference or Reference()
     good = sorted((o for o in outcomes if o.track is not None), key=lambda o: o.candidate.track_id)
     skipped = [{"source": f"{o.candidate.package}:{o.candidate.source_path}", "track_id": o.candidate.track_id,
                 "reason": o.reason} for o in outcomes if o.track is None]
-    ids = [o.candidate.track_id for o in good]
-    dropped = exact_duplicates(ids, [o.track.sha256 for o in good])  # type: ignore[union-attr]
-    rest = [o for o in good if o.candidate.track_id not in dropped]
-    near = near_duplicates([o.candidate.track_id for o in rest], [o.track.duration_s for o in rest],  # type: ignore[union-attr]
-                           [o.fingerprint for o in rest], params.near_duplicate_ber)
+    tracks = [o.track for o in good if o.track is not None]
+    ids = [f"{REF}{i}" for i in ref.ids] + [t.track_id for t in tracks]  # reference first: always the kept one
+    durations = ref.durations_s + [t.duration_s for t in tracks]
+    prints = ref.prints + [o.fingerprint for o in good]
+    dropped = exact_duplicates(ids, ref.sha256s + [t.sha256 for t in tracks])
+    rest = [i for i, tid in enumerate(ids) if tid not in dropped]
+    near = near_duplicates([ids[i] for i in rest], [durations[i] for i in rest], [prints[i] for i in rest],
+                           params.near_duplicate_ber)
     for tid, kept in {**dropped, **near}.items():
         kind = "exact" if tid in dropped else "near"
-        skipped.append({"source": tid, "track_id": tid, "reason": f"{kind} duplicate of {kept}"})
-    tracks = [replace(o.track, split=assign_split(o.candidate.track_id, params.seed, params.splits))  # type: ignore[type-var]
-              for o in rest if o.candidate.track_id not in near]
-    no_fp = sum(o.fingerprint is None for o in rest)
+        if not tid.startswith(REF):
+            kept = kept.replace(REF, "") + (" (in the excluded catalog)" if kept.startswith(REF) else "")
+            skipped.append({"source": tid, "track_id": tid, "reason": f"{kind} duplicate of {kept}"})
+    kept_tracks = [replace(t, split=assign_split(t.track_id, params.seed, params.splits))
+                   for t in tracks if t.track_id not in dropped and t.track_id not in near]
+    fingerprints = {o.candidate.track_id: o.fingerprint for o in good}
+    no_fp = sum(fingerprints[t.track_id] is None for t in kept_tracks)
     if no_fp:
         log.warning("catalog: %d track(s) have no Chromaprint fingerprint (fpcalc failed or is missing): "
                     "they were checked for exact duplicates only", no_fp)
-    return tracks, skipped
+    return kept_tracks, skipped, {t.track_id: fingerprints[t.track_id] for t in kept_tracks}
 
 
 def build_catalog(packages: Sequence[ExtractedPackage], params: CatalogParams, out_dir: str | Path,
-                  max_tracks: int | None = None, progress: bool = True) -> dict:
-    """Decode, check, dedupe and split every candidate; atomically (re)place `out_dir`. Returns the header."""
+                  max_tracks: int | None = None, progress: bool = True, reference: Reference | None = None) -> dict:
+    """Decode, check, dedupe and split every candidate; atomically (re)place `out_dir`. Returns the header.
+
+    `reference`: another catalog whose songs (exact or near copies) must not appear in this one.
+    """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "audio").mkdir(parents=True)
     try:
-        header = _build_into(tmp, packages, params, max_tracks, progress)
+        header = _build_into(tmp, packages, params, max_tracks, progress, reference)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the previous catalog, if any, stays untouched
@@ -189,10 +209,10 @@ def build_catalog(packages: Sequence[ExtractedPackage], params: CatalogParams, o
 
 
 def _build_into(tmp: Path, packages: Sequence[ExtractedPackage], params: CatalogParams,
-                max_tracks: int | None, progress: bool) -> dict:
+                max_tracks: int | None, progress: bool, reference: Reference | None) -> dict:
     cands = list_candidates(packages)
     outcomes = run_all(cands, params, tmp / "audio", max_tracks, progress)
-    tracks, skipped = finish(outcomes, params)
+    tracks, skipped, prints = finish(outcomes, params, reference)
     keep = {t.audio_path for t in tracks}
     for f in (tmp / "audio").iterdir():  # duplicates and beyond-limit leftovers
         if f"audio/{f.name}" not in keep:
@@ -202,6 +222,7 @@ def _build_into(tmp: Path, packages: Sequence[ExtractedPackage], params: Catalog
     header = summarize(tracks, skipped, params, len(cands))
     write_jsonl(tmp / "manifest.jsonl", (t.to_dict() for t in tracks))
     write_jsonl(tmp / "skipped.jsonl", skipped)
+    save_fingerprints(tmp / "fingerprints.npz", prints)
     write_json(tmp / "catalog.json", header)
     return header
 

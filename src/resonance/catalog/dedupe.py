@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from resonance.io import atomic_path
 
 MAX_SHIFT = 8  # fingerprint items (~0.12 s each) of misalignment tolerated between two copies
 
@@ -80,3 +83,31 @@ def near_duplicates(ids: Sequence[str], durations_s: Sequence[float], prints: Se
         else:
             dropped[tid] = match
     return dropped
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Tracks of another catalog that a new one must not repeat: parallel lists, one entry per track."""
+
+    ids: list[str] = field(default_factory=list)
+    durations_s: list[float] = field(default_factory=list)
+    sha256s: list[str] = field(default_factory=list)
+    prints: list[np.ndarray | None] = field(default_factory=list)
+
+
+def save_fingerprints(path: str | Path, prints: Mapping[str, np.ndarray | None]) -> None:
+    """Write {track_id: uint32 fingerprint} as .npz, atomically (tracks without a fingerprint are left out)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: v for k, v in prints.items() if v is not None})
+
+
+def load_reference(catalog_dir: str | Path) -> Reference:
+    """A built catalog's ids, durations, hashes and fingerprints, to exclude its songs from another build."""
+    from resonance.catalog.manifest import load_manifest
+
+    tracks = load_manifest(catalog_dir)
+    fp_path = Path(catalog_dir) / "fingerprints.npz"
+    prints: dict[str, np.ndarray] = dict(np.load(fp_path)) if fp_path.is_file() else {}
+    return Reference([t.track_id for t in tracks], [t.duration_s for t in tracks], [t.sha256 for t in tracks],
+                     [prints.get(t.track_id) for t in tracks])

@@ -20,6 +20,8 @@ _FREEFORM = [  # (regex on the free-form text, short license name), most specifi
     (r"GNU General Public License", "GPL"),
     (r"Creative Commons Attribution[- ]Share[- ]?Alike", "CC-BY-SA"),
     (r"Creative Commons Attribution", "CC-BY"),
+    (r"CREATIVE COMMONS PUBLIC LICENSE.*License Elements.*ShareAlike", "CC-BY-SA"),  # the legal code itself
+    (r"CREATIVE COMMONS PUBLIC LICENSE", "CC-BY"),
     (r"Permission to use, copy, modify, and/or distribute this software", "ISC"),
     (r"Permission is hereby granted, free of charge", "Expat"),
     (r"Artistic License", "Artistic"),

@@ -38,7 +38,8 @@ class Track:
     duration_s: float
     sample_rate: int
     sha256: str
-    gain_db: float
+    gain_db: float  # applied to keep the peak under full scale (0 for most tracks)
+    trim_start_s: float  # leading silence cut from the decoded source
     split: str
     audio_path: str  # relative to the catalog folder
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from resonance.catalog.build import build_catalog
 from resonance.catalog.debs import ExtractedPackage, fetch_package
+from resonance.catalog.dedupe import load_reference
 from resonance.config import CatalogParams, check_regex
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,16 @@ def fetch_all(params: CatalogParams, cache_dir: Path, profile: str | None = None
 
 
 def run(params: CatalogParams, out_dir: Path, cache_dir: Path, profile: str | None = None,
-        limit: int | None = None, progress: bool = True) -> dict:
-    """Fetch, build and return the catalog header (counts); `limit` overrides the profile's max_tracks."""
+        limit: int | None = None, progress: bool = True, exclude: Path | None = None) -> dict:
+    """Fetch, build and return the catalog header (counts); `limit` overrides the profile's max_tracks.
+
+    `exclude`: a built catalog whose songs must not reappear here (an out-of-catalog set for open-set tests).
+    """
     prof, _ = params.selected(profile)
+    reference = load_reference(exclude) if exclude is not None else None
     packages = fetch_all(params, cache_dir, profile, progress)
     max_tracks = limit if limit is not None else prof.max_tracks
-    return build_catalog(packages, params, out_dir, max_tracks=max_tracks, progress=progress)
+    return build_catalog(packages, params, out_dir, max_tracks=max_tracks, progress=progress, reference=reference)
 
 
 def describe(header: dict, out_dir: Path) -> str:
