@@ -32,7 +32,7 @@ def main() -> None:
     exe = shutil.which("resonance") or str(Path(sys.executable).parent / "resonance")
     rows = [("resonance --help", [exe, "--help"]), ("resonance catalog --help", [exe, "catalog", "--help"]),
             ("python -c pass (floor)", [sys.executable, "-c", "pass"])]
-    print(f"| command | median s | max s | runs |\n|---|---|---|---|")
+    print("| command | median s | max s | runs |\n|---|---|---|---|")
     for name, cmd in rows:
         t = time_command(cmd, args.runs)
         print(f"| {name} | {statistics.median(t):.3f} | {max(t):.3f} | {args.runs} |")

@@ -120,10 +120,11 @@ def fixture_debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def cache_dir(tmp_path: Path, fixture_debs: Path) -> Path:
+def cache_dir(tmp_path: Path, extra_debs: Path) -> Path:
     """A catalog cache pre-seeded with the fixture .deb (as if apt-get download had fetched it)."""
     cache = tmp_path / "cache"
-    shutil.copytree(fixture_debs, cache / "debs")
+    shutil.copytree(extra_debs, cache / "debs")
+    shutil.copytree(extra_debs, cache / "noise" / "debs")
     return cache
 
 
@@ -136,7 +137,65 @@ def shrunk_params() -> dict:
     cat["sources"][PKG] = {"container": None, "pattern": rf"^{MUSIC_DIR}/.*\.(ogg|wav)$"}
     params["validate"].update(duration_s=[3.0, 60.0])
     cat["seed"] = seed_covering_all_splits(cat["splits"])
+    cat["profiles"]["outside"] = {"max_tracks": None, "packages": [OUTSIDE_PKG]}
+    cat["sources"][OUTSIDE_PKG] = {"container": None, "pattern": rf"^{MUSIC_DIR}/.*\.ogg$"}
+    banks = params["banks"]
+    banks.update(rooms_per_class=2, crowd_beds=2, crowd_bed_s=6.0, synthetic_voices=1, max_speech_clips=20,
+                 noise_packages=[NOISE_PKG], noise_sources={NOISE_PKG: {"container": None, "pattern": r"\.wav$"}})
+    banks["rooms"] = {k: banks["rooms"][k] for k in ("club", "theatre", "arena", "festival")}
+    banks["rooms"]["arena"].update(rt60_s=[2.0, 2.2])
+    banks["crowd"].update(voices=[3, 5], clips_per_voice=3)
+    sim = params["simulate"]
+    sim["presets"].pop("stadium")  # not in the shrunk room bank
+    sim["grid"].update(snr_db=[10.0, -10.0])
+    params["queries"].update(lengths_s=[1.0, 3.0], sets={"val": {"split": "val", "excerpts_per_length": 2,
+                                                               "outside_per_length": 1}})
     return params
+
+
+OUTSIDE_PKG = "resonance-fixture-outside"
+NOISE_PKG = "resonance-fixture-crowd"
+NOISE_DIR = "usr/share/fixture/sounds"
+
+
+def noise_burst_clip(seed: int, seconds: float, per_s: float, decay_s: float, sr: int = SR_SRC) -> np.ndarray:
+    """Stand-in applause (decay ~10 ms: claps) or cheering (decay ~0.3 s): random decaying noise bursts."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sr)
+    out = np.zeros(n)
+    for start in rng.uniform(0.0, seconds, size=int(per_s * seconds)):
+        i = int(start * sr)
+        m = min(int(5 * decay_s * sr), n - i)
+        out[i:i + m] += rng.uniform(0.3, 1.0) * rng.standard_normal(m) * np.exp(-np.arange(m) / (decay_s * sr))
+    return (0.3 * out / np.max(np.abs(out))).astype(np.float32)
+
+
+def espeak_wav(text: str, voice: str) -> bytes:
+    """Real (synthetic) speech from espeak-ng as WAV bytes."""
+    proc = subprocess.run(["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, check=True)
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def extra_debs(fixture_debs: Path) -> Path:
+    """Adds to the fixture .deb folder: an outside-music package (2 new songs) and a crowd/speech package."""
+    import soundfile as sf
+
+    work = fixture_debs.parent
+    songs = {f"{MUSIC_DIR}/other_{i}.ogg": write_ogg(work / f"o{i}.ogg", music_clip(7.0, seed=100 + i)).read_bytes()
+             for i in range(2)}
+    build_deb(fixture_debs, OUTSIDE_PKG, songs, DEP5)
+    files = {}
+    for i, (name, clip) in enumerate([("applause", noise_burst_clip(1, 4.0, 60, 0.01)),
+                                      ("cheer", noise_burst_clip(2, 4.0, 4, 0.3))]):
+        sf.write(str(work / f"{name}.wav"), clip, SR_SRC)
+        files[f"{NOISE_DIR}/{name}.wav"] = (work / f"{name}.wav").read_bytes()
+    for i, (text, voice) in enumerate([("Where is the bar? I need a drink.", "en"),
+                                       ("They were better last year, I think.", "de"),
+                                       ("Let's get closer to the stage now.", "fr")]):
+        files[f"usr/share/games/fillets-ng/sound/fish/cs/line_{i}.wav"] = espeak_wav(text, voice)
+    build_deb(fixture_debs, NOISE_PKG, files, DEP5)
+    return fixture_debs
 
 
 SONGS = ["song_0.ogg", "song_1.ogg", "song_2.ogg", "bonus_theme.ogg"]  # the distinct songs of the fixture
@@ -166,7 +225,7 @@ def dvc(project: Path, *args: str) -> str:
 
 
 @pytest.fixture()
-def project(tmp_path: Path, fixture_debs: Path) -> Path:
+def project(tmp_path: Path, extra_debs: Path) -> Path:
     """A throwaway DVC project: this repo's dvc.yaml and src/, shrunk params, the fixture .deb cached."""
     proj = tmp_path / "proj"
     proj.mkdir()
@@ -174,7 +233,8 @@ def project(tmp_path: Path, fixture_debs: Path) -> Path:
         shutil.copy(ROOT / name, proj / name)
     shutil.copytree(ROOT / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (proj / "params.yaml").write_text(yaml.safe_dump(shrunk_params(), sort_keys=False))
-    shutil.copytree(fixture_debs, proj / "data" / "cache" / "debs")
+    shutil.copytree(extra_debs, proj / "data" / "cache" / "debs")
+    shutil.copytree(extra_debs, proj / "data" / "cache" / "noise" / "debs")
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     dvc(proj, "init", "-q")
     return proj

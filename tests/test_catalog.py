@@ -4,9 +4,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
+from conftest import MUSIC_DIR, PKG, SONGS
 
 from resonance.catalog import build as build_mod
 from resonance.catalog import debs as debs_mod
@@ -14,8 +14,6 @@ from resonance.catalog.build import assign_split, track_id_for
 from resonance.catalog.manifest import ManifestError, load_manifest
 from resonance.catalog.stage import run
 from resonance.config import CatalogParams, load_section
-
-from conftest import MUSIC_DIR, PKG, SONGS
 
 
 def _build(params_file: Path, cache: Path, out: Path, **kw) -> dict:
@@ -63,7 +61,7 @@ def test_ids_hashes_and_splits_are_stable_across_runs(params_file: Path, cache_d
 
 def test_second_build_needs_no_download(params_file: Path, cache_dir: Path, tmp_path: Path, monkeypatch) -> None:
     _build(params_file, cache_dir, tmp_path / "a")
-    assert not list((cache_dir / "debs").glob("*.deb")), "the .deb is dropped once extracted"
+    assert not list((cache_dir / "debs").glob(f"{PKG}_*.deb")), "the .deb is dropped once extracted"
     assert (cache_dir / "sources" / PKG / "source.json").is_file()
 
     def no_network(*args, **kwargs):

@@ -6,10 +6,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from resonance.catalog.debs import CatalogError, download_deb, extract_deb, fetch_package
-
 from conftest import DEP5, build_deb
+
+from resonance.catalog.debs import (
+    CatalogError,
+    download_deb,
+    extract_deb,
+    fetch_package,
+)
 
 
 def test_extracts_members_inside_a_zip_container(tmp_path: Path) -> None:

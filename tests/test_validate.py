@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resonance.config import CatalogParams, ValidateParams, load_section
 from resonance.catalog.stage import run as build
+from resonance.config import CatalogParams, ValidateParams, load_section
 from resonance.validate.stage import run as validate
 from resonance.validate.stats import audio_stats
 

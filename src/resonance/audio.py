@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from resonance.errors import ResonanceError
 from resonance.io import atomic_path
 
 FLAC_SUBTYPE = "PCM_16"
 
 
-class AudioError(RuntimeError):
+class AudioError(ResonanceError, RuntimeError):
     """Audio that cannot be decoded or does not meet the requirements (empty, corrupt, silent...)."""
 
 

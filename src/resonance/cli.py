@@ -44,6 +44,65 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if result["success"] else 1
 
 
+def _banks(args: argparse.Namespace) -> int:
+    from resonance.banks.stage import describe, run
+    from resonance.config import BanksParams, CatalogParams, load_section
+
+    sr = load_section(args.params, "catalog", CatalogParams).sample_rate
+    params = load_section(args.params, "banks", BanksParams)
+    header = run(params, sr, Path(args.out), Path(args.cache), progress=not args.quiet)
+    print(describe(header, Path(args.out)))
+    return 0
+
+
+def _queries(args: argparse.Namespace) -> int:
+    from resonance.banks.stage import load_banks
+    from resonance.config import QueriesParams, SimulateParams, load_section
+    from resonance.queries.stage import describe, run
+
+    params = load_section(args.params, "queries", QueriesParams)
+    sim = load_section(args.params, "simulate", SimulateParams)
+    headers = run(params, sim, load_banks(args.banks), Path(args.catalog), Path(args.outside), Path(args.out),
+                  progress=not args.quiet)
+    print(describe(headers, Path(args.out)))
+    return 0
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from resonance.banks.stage import load_banks
+    from resonance.config import SimulateParams, load_section
+    from resonance.simulate.preview import render_preview, write_preview
+
+    sim = load_section(args.params, "simulate", SimulateParams)
+    banks = load_banks(args.banks)
+    clean, stem = _load_clip(args.track, Path(args.catalog), banks.sr, args.offset, args.seconds)
+    written = []
+    for preset in args.preset or sorted(sim.presets):
+        degraded, cond = render_preview(clean, preset, sim, banks, args.seed)
+        written += write_preview(clean, degraded, banks.sr, cond, stem, Path(args.out))
+    print(f"simulate preview: wrote {len(written)} files -> {args.out}")
+    return 0
+
+
+def _load_clip(track: str, catalog_dir: Path, sr: int, offset_s: float, seconds: float):  # -> (audio, stem)
+    """A catalog track id or any audio file, cut to [offset_s, offset_s + seconds]."""
+    from resonance.audio import AudioError, decode
+
+    path = Path(track)
+    if not path.is_file():
+        from resonance.catalog.manifest import load_manifest
+
+        hits = [t for t in load_manifest(catalog_dir) if t.track_id == track]
+        if not hits:
+            raise AudioError(f"{track}: neither an audio file nor a track id of {catalog_dir}")
+        path = catalog_dir / hits[0].audio_path
+    audio = decode(path, sr)
+    clip = audio[int(offset_s * sr): int((offset_s + seconds) * sr)]
+    if clip.size < sr:
+        raise AudioError(f"{track}: less than 1 s of audio after --offset {offset_s:g} s")
+    return clip, Path(track).stem if path.name == Path(track).name else track
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every verb."""
     parser = argparse.ArgumentParser(prog="resonance", description="Song recognition for live-concert audio.")
@@ -65,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/validate", help="stats and report folder (default: data/validate)")
     p.add_argument("--metrics", default="metrics/validate.json", help="summary JSON tracked by DVC as metrics")
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("banks", help="room impulse responses and crowd beds for the concert simulator")
+    p.add_argument("--out", default="data/banks", help="banks folder (default: data/banks)")
+    p.add_argument("--cache", default="data/cache/noise", help="download cache of the crowd/speech packages")
+    p.set_defaults(func=_banks)
+
+    p = sub.add_parser("queries", help="evaluation query sets: excerpts x concert conditions, with ground truth")
+    p.add_argument("--catalog", default="data/catalog")
+    p.add_argument("--outside", default="data/outside", help="never-indexed music (out-of-catalog queries)")
+    p.add_argument("--banks", default="data/banks")
+    p.add_argument("--out", default="data/queries", help="one folder per query set (default: data/queries)")
+    p.set_defaults(func=_queries)
+
+    p = sub.add_parser("simulate", help="the concert simulator (see `simulate preview`)")
+    sim = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sim.add_parser("preview", help="clean and degraded WAVs plus a spectrogram PNG for a track")
+    p.add_argument("track", help="a catalog track id, or the path of any audio file")
+    p.add_argument("--preset", action="append", help="preset name (repeatable; default: every preset)")
+    p.add_argument("--offset", type=float, default=30.0, help="start of the clip in the track, s (default 30)")
+    p.add_argument("--seconds", type=float, default=12.0, help="clip length, s (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="which draw of the preset's ranges (default 0)")
+    p.add_argument("--catalog", default="data/catalog")
+    p.add_argument("--banks", default="data/banks")
+    p.add_argument("--out", default="data/preview", help="output folder (default: data/preview)")
+    p.set_defaults(func=_preview)
     return parser
 
 
@@ -84,14 +168,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Known failures become one clear line on stderr and exit code 2, never a traceback."""
-    from resonance.audio import AudioError
-    from resonance.catalog.debs import CatalogError
-    from resonance.catalog.manifest import ManifestError
-    from resonance.config import ParamsError
+    from resonance.errors import ResonanceError
 
     try:
         return func(args)
-    except (ParamsError, CatalogError, ManifestError, AudioError) as exc:
+    except ResonanceError as exc:
         print(f"resonance {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -17,10 +17,23 @@ from pathlib import Path
 
 import numpy as np
 
-from resonance.audio import AudioError, decode, pcm_sha256, probe_tags, to_pcm16, trim_silence, write_flac
+from resonance.audio import (
+    AudioError,
+    decode,
+    pcm_sha256,
+    probe_tags,
+    to_pcm16,
+    trim_silence,
+    write_flac,
+)
 from resonance.catalog.debs import ExtractedPackage
-from resonance.catalog.dedupe import (Reference, exact_duplicates, fingerprint, near_duplicates,
-                                      save_fingerprints)
+from resonance.catalog.dedupe import (
+    Reference,
+    exact_duplicates,
+    fingerprint,
+    near_duplicates,
+    save_fingerprints,
+)
 from resonance.catalog.licenses import license_for
 from resonance.catalog.manifest import CATALOG_FORMAT, SPLITS, Track
 from resonance.config import CatalogParams

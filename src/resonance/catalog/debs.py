@@ -19,12 +19,13 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from resonance.errors import ResonanceError
 from resonance.io import write_json
 
 SOURCE_FORMAT = 1
 
 
-class CatalogError(RuntimeError):
+class CatalogError(ResonanceError, RuntimeError):
     """A problem that stops the catalog build (one line, naming the fix)."""
 
 

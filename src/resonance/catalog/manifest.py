@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from resonance.errors import ResonanceError
 from resonance.io import read_jsonl
 
 CATALOG_FORMAT = 1
 SPLITS = ("train", "val", "unseen")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(ResonanceError, RuntimeError):
     """A catalog folder that is missing, of another format version, or inconsistent."""
 
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from resonance.landmark.peaks import CHUNK_ELEMENTS, LandmarkConfig, find_peaks, spectrogram_db
+from resonance.landmark.peaks import (
+    CHUNK_ELEMENTS,
+    LandmarkConfig,
+    find_peaks,
+    spectrogram_db,
+)
 
 F1_BITS = 9  # anchor frequency bin: 0..511 (n_fft up to 1022 over the full band)
 DF_BITS = 8  # target - anchor frequency, bins: -128..127

@@ -21,9 +21,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from resonance.simulate.mix import check_audio, check_positive, check_range, check_sr
-from resonance.simulate.voices import (Clips, EventSpec, SingalongSpec, VoiceSpec, check_count, check_int_range,
-                                       render_babble, render_events, render_singalong, sample_events,
-                                       sample_singalong, sample_voice)
+from resonance.simulate.voices import (
+    Clips,
+    EventSpec,
+    SingalongSpec,
+    VoiceSpec,
+    check_count,
+    check_int_range,
+    render_babble,
+    render_events,
+    render_singalong,
+    sample_events,
+    sample_singalong,
+    sample_voice,
+)
 
 BED_RMS_DB = -20.0  # every finished bed has this mean-power level (dBFS); SNR mixing sets it later
 COMPONENTS = ("babble", "cheer", "clap", "singalong")

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
-from resonance.simulate.mix import check_audio, check_finite, check_positive, check_range, check_sr
+from resonance.simulate.mix import (
+    check_audio,
+    check_finite,
+    check_positive,
+    check_range,
+    check_sr,
+)
 
 
 @dataclass(frozen=True)

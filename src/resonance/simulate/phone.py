@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from resonance.simulate.mix import check_audio, check_finite, check_positive, check_range, check_sr
+from resonance.simulate.mix import (
+    check_audio,
+    check_finite,
+    check_positive,
+    check_range,
+    check_sr,
+)
 
 CLIP_MODES = ("none", "soft", "hard", "both")
 FULL_SCALE = 1.0  # the converter's limit: nothing a phone stores exceeds it

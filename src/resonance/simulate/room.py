@@ -29,7 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from resonance.simulate.mix import check_audio, check_finite, check_positive, check_range, check_sr
+from resonance.simulate.mix import (
+    check_audio,
+    check_finite,
+    check_positive,
+    check_range,
+    check_sr,
+)
 
 SPEED_OF_SOUND_M_S = 343.0  # pyroomacoustics' default
 WALL_MARGIN_M = 0.5  # every source and the mic stay this far inside the box

@@ -18,7 +18,13 @@ from fractions import Fraction
 import numpy as np
 from scipy import signal
 
-from resonance.simulate.mix import check_audio, check_positive, check_range, check_sr, loop_to_length
+from resonance.simulate.mix import (
+    check_audio,
+    check_positive,
+    check_range,
+    check_sr,
+    loop_to_length,
+)
 from resonance.simulate.phone import band_limit
 
 MAX_DENOMINATOR = 48  # rational approximation of a resample factor: within ~0.05 % for factors near 1

@@ -16,7 +16,12 @@ from resonance.catalog.manifest import Track, load_manifest
 from resonance.config import ValidateParams
 from resonance.io import atomic_open, write_json, write_jsonl
 from resonance.validate.stats import file_stats
-from resonance.validate.suites import audio_expectations, manifest_expectations, run_suites, split_count_expectations
+from resonance.validate.suites import (
+    audio_expectations,
+    manifest_expectations,
+    run_suites,
+    split_count_expectations,
+)
 
 
 def compute_stats(tracks: list[Track], catalog_dir: Path, p: ValidateParams, progress: bool = True,

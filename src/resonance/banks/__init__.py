@@ -1,0 +1,1 @@
+"""The `banks` stage: room impulse responses and crowd beds, made once."""

@@ -1,0 +1,30 @@
+"""params.yaml -> frozen dataclasses: the one place where configuration becomes objects.
+
+Every stage reads its own section (`catalog`, `validate`, `banks`, ...). No defaults hide in code: a missing
+key, an unknown key or a value of the wrong type is a `ParamsError` naming the key and the fix.
+"""
+
+from resonance.config.catalog import CatalogParams, Profile, Source, ValidateParams
+from resonance.config.loader import (
+                                       ParamsError,
+                                       build,
+                                       check_regex,
+                                       load_params,
+                                       load_section,
+)
+from resonance.config.simulate import (
+                                       BanksParams,
+                                       CrowdRanges,
+                                       GridParams,
+                                       PaRanges,
+                                       PhoneRanges,
+                                       Preset,
+                                       QueriesParams,
+                                       QuerySet,
+                                       RoomRanges,
+                                       SimulateParams,
+)
+
+__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
+           "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "SimulateParams", "Source",
+           "ValidateParams", "build", "check_regex", "load_params", "load_section"]
