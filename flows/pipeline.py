@@ -28,7 +28,7 @@ def repro_stage(stage: str, project_dir: str) -> bool:
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip()
-        ran |= line.startswith(f"Running stage '{stage}'")
+        ran |= line.startswith(f"Running stage '{stage}'") or line.startswith(f"Running stage '{stage}@")
         if line and "\r" not in line:
             logger.info(line)
     if proc.wait() != 0:
@@ -38,12 +38,17 @@ def repro_stage(stage: str, project_dir: str) -> bool:
 
 @task(name="publish-metrics")
 def publish_metrics(project_dir: str) -> dict:
-    """Publish metrics/validate.json as a Prefect markdown artifact; returns the metrics."""
-    metrics = json.loads((Path(project_dir) / "metrics" / "validate.json").read_text())
-    rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items())
-    create_markdown_artifact(key="catalog-validation", markdown=f"| metric | value |\n|---|---|\n{rows}\n",
-                             description="Catalog validation summary (Great Expectations)")
-    return metrics
+    """Publish every metrics/*.json (validation, evaluation headlines) as Prefect markdown artifacts.
+
+    Returns the validation metrics."""
+    found = {}
+    for path in sorted((Path(project_dir) / "metrics").glob("*.json")):
+        metrics = json.loads(path.read_text())
+        rows = "\n".join(f"| {k} | {v} |" for k, v in metrics.items() if not isinstance(v, dict))
+        create_markdown_artifact(key=path.stem.replace("_", "-"), description=f"resonance metrics: {path.name}",
+                                 markdown=f"| metric | value |\n|---|---|\n{rows}\n")
+        found[path.stem] = metrics
+    return found.get("validate", {})
 
 
 @flow(name="resonance-pipeline", log_prints=True)

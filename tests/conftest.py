@@ -148,6 +148,7 @@ def shrunk_params() -> dict:
     sim = params["simulate"]
     sim["presets"].pop("stadium")  # not in the shrunk room bank
     sim["grid"].update(snr_db=[10.0, -10.0])
+    params["evaluate"].update(query_set="val")
     params["queries"].update(lengths_s=[1.0, 3.0], sets={"val": {"split": "val", "excerpts_per_length": 2,
                                                                "outside_per_length": 1}})
     return params
@@ -231,7 +232,9 @@ def project(tmp_path: Path, extra_debs: Path) -> Path:
     proj.mkdir()
     for name in ("dvc.yaml", ".dvcignore"):
         shutil.copy(ROOT / name, proj / name)
-    shutil.copytree(ROOT / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for folder in ("src", "benchmarks"):
+        shutil.copytree(ROOT / folder, proj / folder, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info",
+                                                                                   "*.md", "*.png"))
     (proj / "params.yaml").write_text(yaml.safe_dump(shrunk_params(), sort_keys=False))
     shutil.copytree(extra_debs, proj / "data" / "cache" / "debs")
     shutil.copytree(extra_debs, proj / "data" / "cache" / "noise" / "debs")

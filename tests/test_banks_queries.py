@@ -15,12 +15,12 @@ from resonance.banks.stage import BanksError, load_banks
 from resonance.banks.stage import run as build_banks
 from resonance.catalog.manifest import load_manifest
 from resonance.catalog.stage import run as build_catalog
-from resonance.config import (BanksParams, CatalogParams, QueriesParams, SimulateParams, load_section)
+from resonance.config import BanksParams, CatalogParams, QueriesParams, SimulateParams, load_section
 from resonance.evaluate.queries import load_queries
 from resonance.queries.stage import run as build_queries
 from resonance.simulate.chain import apply_condition, grid_cells, sample_preset
 
-from conftest import shrunk_params
+from conftest import ROOT, shrunk_params
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,11 @@ def test_every_preset_runs_finite_and_same_length(built: dict) -> None:
 
     music, _ = sf.read(built["root"] / "catalog" / track.audio_path, dtype="float32")
     for name, preset in sim.presets.items():
-        cond = sample_preset(np.random.default_rng(1), name, preset, sim.pa, sim.phone, banks)
+        cond = sample_preset(np.random.default_rng(1), name, preset, sim, banks)
         out = apply_condition(music, cond, banks)
         assert out.shape == music.shape and out.dtype == np.float32 and np.isfinite(out).all(), name
         assert np.max(np.abs(out)) <= 1.0 and np.std(out) > 1e-3, name
-        again = apply_condition(music, sample_preset(np.random.default_rng(1), name, preset, sim.pa, sim.phone,
-                                                     banks), banks)
+        again = apply_condition(music, sample_preset(np.random.default_rng(1), name, preset, sim, banks), banks)
         assert np.array_equal(out, again), f"{name}: same seed, different output"
 
 
@@ -123,3 +122,41 @@ def test_preview_writes_wavs_png_and_condition(built: dict, tmp_path: Path) -> N
 def test_missing_banks_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BanksError, match="run `resonance banks`"):
         load_banks(tmp_path)
+
+
+def test_evaluate_cli_writes_report_and_headline_metrics(built: dict, tmp_path: Path) -> None:
+    root = built["root"]
+    params = load_section(built["params"], "queries", QueriesParams)
+    sim = load_section(built["params"], "simulate", SimulateParams)
+    build_queries(params, sim, load_banks(root / "banks"), root / "catalog", root / "outside", tmp_path / "q",
+                  progress=False)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run([sys.executable, "-m", "resonance", "--params", str(built["params"]), "-q", "evaluate",
+                           "--method", "landmark", "--catalog", str(root / "catalog"), "--queries",
+                           str(tmp_path / "q" / "val"), "--out", str(tmp_path / "eval"),
+                           "--metrics", str(tmp_path / "headline.json")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "evaluate: landmark: top-1 hit rate by query length" in proc.stdout
+    for name in ("metrics.json", "report.md", "hit_rate_vs_snr.png", "snr_rt60_heatmap.png"):
+        assert (tmp_path / "eval" / name).is_file(), name
+    headline = json.loads((tmp_path / "headline.json").read_text())
+    assert set(headline) >= {"hit_rate_len1", "hit_rate_len3", "segment_hit_rate_len3", "latency_p50_ms",
+                             "index_bytes_per_hour", "hit_rate_at_target_far"}
+    assert headline["hit_rate_len3"] >= 0.3  # generated music, +10/-10 dB crowds: easy, not trivial
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_out_of_catalog"] == 2 * 1 * len(grid_cells(sim.grid))
+    (tmp_path / "all").mkdir()
+    (tmp_path / "eval").rename(tmp_path / "all" / "landmark")
+    report = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "phase0_report.py"), "--evaluate",
+                           str(tmp_path / "all"), "--out", str(report)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    text = report.read_text()
+    assert "| landmark top-1 |" in text and "the `val` split" in text and "each of the 12 grid cells" in text
+    assert (tmp_path / "phase0_hit_rate_vs_snr.png").is_file()
+
+
+def test_evaluate_unknown_method_is_rejected(built: dict) -> None:
+    proc = subprocess.run([sys.executable, "-m", "resonance", "--params", str(built["params"]), "evaluate",
+                           "--method", "shazam"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "invalid choice: 'shazam'" in proc.stderr

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from conftest import MUSIC_DIR, PKG, SONGS
 
 from resonance.catalog import build as build_mod
 from resonance.catalog import debs as debs_mod
@@ -14,6 +13,8 @@ from resonance.catalog.build import assign_split, track_id_for
 from resonance.catalog.manifest import ManifestError, load_manifest
 from resonance.catalog.stage import run
 from resonance.config import CatalogParams, load_section
+
+from conftest import MUSIC_DIR, PKG, SONGS
 
 
 def _build(params_file: Path, cache: Path, out: Path, **kw) -> dict:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance import chromaprint as cp
 from resonance.chromaprint import (
@@ -25,6 +24,8 @@ from resonance.chromaprint import (
 )
 from resonance.evaluate.methods import ChromaprintMethod, Identification
 from resonance.simulate.mix import mix_at_snr
+
+from conftest import music_clip
 
 SR = 16000
 TRACK_S = 25.0

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, shrunk_params
 
 from resonance.config import CatalogParams, ParamsError, ValidateParams, load_section
+
+from conftest import ROOT, shrunk_params
 
 
 def test_real_params_load() -> None:

@@ -6,7 +6,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import DEP5, build_deb
 
 from resonance.catalog.debs import (
     CatalogError,
@@ -14,6 +13,8 @@ from resonance.catalog.debs import (
     extract_deb,
     fetch_package,
 )
+
+from conftest import DEP5, build_deb
 
 
 def test_extracts_members_inside_a_zip_container(tmp_path: Path) -> None:

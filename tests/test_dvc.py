@@ -4,12 +4,14 @@ a changed param reruns only the stages that use it."""
 from pathlib import Path
 
 import yaml
+
 from conftest import dvc as _dvc
 
 
 def test_repro_twice_then_param_change_reruns_only_dependents(project: Path) -> None:
     first = _dvc(project, "repro")
-    for stage in ("catalog", "outside", "validate", "banks", "queries"):
+    for stage in ("catalog", "outside", "validate", "banks", "queries", "evaluate@landmark",
+                  "evaluate@chromaprint", "report"):
         assert f"Running stage '{stage}'" in first
     assert (project / "metrics" / "validate.json").is_file()
     assert (project / "dvc.lock").is_file()
@@ -23,5 +25,5 @@ def test_repro_twice_then_param_change_reruns_only_dependents(project: Path) -> 
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = _dvc(project, "repro")
     assert "Running stage 'validate'" in third
-    for stage in ("catalog", "outside", "banks", "queries"):
-        assert f"Running stage '{stage}'" not in third
+    for stage in ("catalog", "outside", "banks", "queries", "evaluate", "report"):
+        assert f"Running stage '{stage}" not in third

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import music_clip
 from scipy.signal import fftconvolve
 
 from resonance.audio import to_pcm16, write_flac
@@ -40,6 +39,8 @@ from resonance.evaluate.report import compare_plot, log_to_mlflow, write_report
 from resonance.evaluate.stats import accept_rate, threshold_at_far, wilson_interval
 from resonance.landmark.peaks import LandmarkConfig
 from resonance.simulate.mix import mix_at_snr
+
+from conftest import music_clip
 
 SR = 16000
 TRACK_S = 25.0

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.landmark import hashes as hl
 from resonance.landmark.hashes import fingerprint, pack_hash, pair_peaks, unpack_hash
@@ -21,6 +20,8 @@ from resonance.landmark.index import (
 )
 from resonance.landmark.match import Match, match, match_hashes
 from resonance.landmark.peaks import LandmarkConfig, find_peaks, spectrogram_db
+
+from conftest import music_clip
 
 SR = 16000
 # The values proposed for params.yaml (16 kHz catalog): 16 ms hop, ~30 peaks/s, fan-out 8, ~1 s x 2 kHz zone.

@@ -1,8 +1,8 @@
 """A track's license from debian/copyright: DEP-5 stanzas by path, free-form text by wording."""
 
-from conftest import DEP5
-
 from resonance.catalog.licenses import license_for
+
+from conftest import DEP5
 
 FREEFORM = """This package was debianized by someone.
   This program is free software; you can redistribute it and/or modify

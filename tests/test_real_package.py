@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from resonance.catalog.manifest import load_manifest
 from resonance.catalog.stage import run
 from resonance.config import CatalogParams, ValidateParams, load_section
 from resonance.validate.stage import run as validate
+
+from conftest import ROOT
 
 PACKAGE = "tecnoballz-data"  # 15 MOD tracker tunes by one composer, GPL-3+
 

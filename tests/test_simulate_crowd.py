@@ -7,9 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.simulate import crowd, mix, phone, voices
+
+from conftest import music_clip
 
 SR = 16000
 CROWD = dict(voices=(8, 12), clips_per_voice=4, gap_s=(0.1, 0.8), voice_gain_db=(-6.0, 0.0),

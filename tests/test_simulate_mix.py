@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.simulate import mix, pa, phone, room
+
+from conftest import music_clip
 
 SR = 16000
 

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.simulate import pa
+
+from conftest import music_clip
 
 SR = 16000
 EQ_RANGES = dict(bass_gain_db=(-6, 6), bass_freq_hz=(60, 200), mid_gain_db=(-6, 6), mid_freq_hz=(300, 3000),

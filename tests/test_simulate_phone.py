@@ -5,9 +5,10 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.simulate import phone
+
+from conftest import music_clip
 
 SR = 16000
 RANGES = dict(agc_target_dbfs=(-26, -14), agc_time_s=(0.3, 2.0), agc_max_gain_db=(20, 40), low_hz=(80, 200),

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import music_clip
 
 from resonance.simulate import room
+
+from conftest import music_clip
 
 SR = 16000
 VENUES = dict(length_m=(10.0, 100.0), width_m=(8.0, 60.0), height_m=(4.0, 20.0), rt60_s=(0.4, 2.5),

@@ -79,7 +79,7 @@ def _preview(args: argparse.Namespace) -> int:
     written = []
     for preset in args.preset or sorted(sim.presets):
         degraded, cond = render_preview(clean, preset, sim, banks, args.seed)
-        written += write_preview(clean, degraded, banks.sr, cond, stem, Path(args.out))
+        written += write_preview(clean, degraded, banks.sr, cond, stem, Path(args.out), audio=not args.png_only)
     print(f"simulate preview: wrote {len(written)} files -> {args.out}")
     return 0
 
@@ -101,6 +101,19 @@ def _load_clip(track: str, catalog_dir: Path, sr: int, offset_s: float, seconds:
     if clip.size < sr:
         raise AudioError(f"{track}: less than 1 s of audio after --offset {offset_s:g} s")
     return clip, Path(track).stem if path.name == Path(track).name else track
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from resonance.config import EvaluateParams, load_section
+    from resonance.evaluate.stage import describe, run
+
+    params = load_section(args.params, "evaluate", EvaluateParams)
+    queries = Path(args.queries or f"data/queries/{params.query_set}")
+    out = Path(args.out or f"data/evaluate/{args.method}")
+    metrics = run(args.method, Path(args.params), Path(args.catalog), queries, out,
+                  Path(args.metrics) if args.metrics else None, progress=not args.quiet)
+    print(describe(metrics, out))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/queries", help="one folder per query set (default: data/queries)")
     p.set_defaults(func=_queries)
 
+    p = sub.add_parser("evaluate", help="benchmark a recognition method on a query set (hit rates, open set, speed)")
+    p.add_argument("--method", required=True, choices=["landmark", "chromaprint"])
+    p.add_argument("--catalog", default="data/catalog", help="the reference catalog the method indexes")
+    p.add_argument("--queries", default=None, help="query set folder (default: data/queries/<evaluate.query_set>)")
+    p.add_argument("--out", default=None, help="report folder (default: data/evaluate/<method>)")
+    p.add_argument("--metrics", default=None, help="also write the headline metrics JSON here (for DVC)")
+    p.set_defaults(func=_evaluate)
+
     p = sub.add_parser("simulate", help="the concert simulator (see `simulate preview`)")
     sim = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sim.add_parser("preview", help="clean and degraded WAVs plus a spectrogram PNG for a track")
@@ -148,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", default="data/catalog")
     p.add_argument("--banks", default="data/banks")
     p.add_argument("--out", default="data/preview", help="output folder (default: data/preview)")
+    p.add_argument("--png-only", action="store_true", help="only the spectrogram PNG and condition JSON")
     p.set_defaults(func=_preview)
     return parser
 

@@ -5,26 +5,22 @@ key, an unknown key or a value of the wrong type is a `ParamsError` naming the k
 """
 
 from resonance.config.catalog import CatalogParams, Profile, Source, ValidateParams
-from resonance.config.loader import (
-                                       ParamsError,
-                                       build,
-                                       check_regex,
-                                       load_params,
-                                       load_section,
-)
+from resonance.config.evaluate import EvaluateParams
+from resonance.config.loader import ParamsError, build, check_regex, load_params, load_section
 from resonance.config.simulate import (
-                                       BanksParams,
-                                       CrowdRanges,
-                                       GridParams,
-                                       PaRanges,
-                                       PhoneRanges,
-                                       Preset,
-                                       QueriesParams,
-                                       QuerySet,
-                                       RoomRanges,
-                                       SimulateParams,
+    BanksParams,
+    CrowdRanges,
+    GridParams,
+    PaRanges,
+    PhoneRanges,
+    Preset,
+    QueriesParams,
+    QuerySet,
+    RoomRanges,
+    SimulateParams,
+    SingalongRanges,
 )
 
-__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
-           "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "SimulateParams", "Source",
-           "ValidateParams", "build", "check_regex", "load_params", "load_section"]
+__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EvaluateParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
+           "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "SimulateParams", "SingalongRanges",
+           "Source", "ValidateParams", "build", "check_regex", "load_params", "load_section"]

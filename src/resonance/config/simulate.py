@@ -121,6 +121,18 @@ class PhoneRanges:
 
 
 @dataclass(frozen=True)
+class SingalongRanges:
+    """The crowd singing the song being played: how often, how loud (dB re the crowd bed), and the chorus."""
+
+    prob: float
+    level_db: list[float]
+    copies: list[int]
+    delay_s: list[float]
+    detune_cents: list[float]
+    rate_hz: list[float]
+
+
+@dataclass(frozen=True)
 class Preset:
     """A named concert: which room class (None: dry), crowd SNR and reverberant-crowd share, clip modes."""
 
@@ -147,6 +159,7 @@ class SimulateParams:
     preroll_s: float
     pa: PaRanges
     phone: PhoneRanges
+    singalong: SingalongRanges
     presets: dict[str, Preset]
     grid: GridParams
 

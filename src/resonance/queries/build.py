@@ -79,7 +79,7 @@ def render_excerpt(ex: Excerpt, set_name: str, seed: int, sim: SimulateParams, b
     queries = []
     for c, (cell, snr_db, reverb, clipping) in enumerate(grid_cells(sim.grid)):
         rng = np.random.default_rng([seed, set_seed(set_name), ex.index, c])
-        cond = sample_grid_cell(rng, sim.grid, snr_db, reverb, clipping, sim.pa, sim.phone, banks)
+        cond = sample_grid_cell(rng, snr_db, reverb, clipping, sim, banks)
         degraded = apply_condition(audio, cond, banks)[pre:]
         qid = f"{set_name}-{ex.index:05d}-{cell}"
         rel = f"audio/{qid}.flac"

@@ -61,7 +61,7 @@ def render_set(name: str, excerpts: list[Excerpt], params: QueriesParams, sim: S
             for qs in pool.map(lambda ex: render_excerpt(ex, name, params.seed, sim, banks, tmp), excerpts):
                 queries += qs
                 bar.update(len(qs))
-        header = {"set": name, "sample_rate": banks.sr, "queries": len(queries),
+        header = {"set": name, "split": excerpts[0].track.split, "sample_rate": banks.sr, "queries": len(queries),
                   "in_catalog": sum(q.in_catalog for q in queries),
                   "out_of_catalog": sum(not q.in_catalog for q in queries),
                   "lengths_s": params.lengths_s, "cells": [c[0] for c in grid_cells(sim.grid)],

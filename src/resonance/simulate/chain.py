@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from resonance.config import GridParams, PaRanges, PhoneRanges, Preset
-from resonance.simulate.mix import mix_at_snr
+from resonance.config import GridParams, PaRanges, PhoneRanges, Preset, SimulateParams, SingalongRanges
+from resonance.simulate.mix import mix_at_snr, rms_db
 from resonance.simulate.pa import (
     CompressorSpec,
     EqSpec,
@@ -31,6 +31,7 @@ from resonance.simulate.phone import (
     sample_phone,
 )
 from resonance.simulate.room import apply_room
+from resonance.simulate.voices import SingalongSpec, render_singalong, sample_singalong
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Condition:
     bed_offset_s: float
     snr_db: float | None
     crowd_wet: float
+    singalong: SingalongSpec | None  # None: the crowd does not sing
+    singalong_db: float  # sing-along level re the crowd bed
     phone: PhoneSpec
     codec: str | None
     codec_bitrate_k: int
@@ -74,7 +77,7 @@ def _r(x: list[float]) -> tuple[float, float]:
 
 def sample_condition(rng: np.random.Generator, name: str, room_class: str | None, snr_db: float | list[float] | None,
                      crowd_wet: list[float], clip_mode_probs: dict[str, float], pa: PaRanges, phone: PhoneRanges,
-                     banks: Banks) -> Condition:
+                     sing: SingalongRanges, banks: Banks) -> Condition:
     """Draw one condition. `snr_db`: a fixed value, a (lo, hi) range, or None (no crowd)."""
     eq = sample_eq(rng, _r(pa.bass_gain_db), _r(pa.bass_freq_hz), _r(pa.mid_gain_db), _r(pa.mid_freq_hz),
                    _r(pa.mid_q), _r(pa.treble_gain_db), _r(pa.treble_freq_hz))
@@ -94,16 +97,20 @@ def sample_condition(rng: np.random.Generator, name: str, room_class: str | None
     bed_offset_s = float(rng.uniform(0, len(banks.beds[bed_index]) / banks.sr))
     snr = float(rng.uniform(*snr_db)) if isinstance(snr_db, list) else snr_db
     use_codec = bool(rng.random() < phone.codec_prob)
+    wet = float(rng.uniform(*crowd_wet))
+    chorus = sample_singalong(rng, (sing.copies[0], sing.copies[1]), _r(sing.delay_s), _r(sing.detune_cents),
+                              _r(sing.rate_hz))
+    sings, sing_db = bool(rng.random() < sing.prob), float(rng.uniform(*sing.level_db))
     return Condition(name, room_class, room_index, rt60, eq, comp, ceiling_db, pa.lookahead_ms,
-                     pa.limiter_release_ms, bed_index, bed_offset_s, snr, float(rng.uniform(*crowd_wet)), ph,
-                     phone.codec if use_codec else None, phone.codec_bitrate_k)
+                     pa.limiter_release_ms, bed_index, bed_offset_s, snr, wet, chorus if sings else None, sing_db,
+                     ph, phone.codec if use_codec else None, phone.codec_bitrate_k)
 
 
-def sample_preset(rng: np.random.Generator, name: str, preset: Preset, pa: PaRanges, phone: PhoneRanges,
+def sample_preset(rng: np.random.Generator, name: str, preset: Preset, sim: SimulateParams,
                   banks: Banks) -> Condition:
     """Draw a condition of a named preset (club, theatre, arena, stadium, festival)."""
     return sample_condition(rng, name, preset.room, preset.snr_db, preset.crowd_wet, preset.clip_mode_probs,
-                            pa, phone, banks)
+                            sim.pa, sim.phone, sim.singalong, banks)
 
 
 def grid_cells(grid: GridParams) -> list[tuple[str, float, str, str]]:
@@ -112,12 +119,13 @@ def grid_cells(grid: GridParams) -> list[tuple[str, float, str, str]]:
             for snr in grid.snr_db for rev in grid.reverb for clip in grid.clipping]
 
 
-def sample_grid_cell(rng: np.random.Generator, grid: GridParams, snr_db: float, reverb: str, clipping: str,
-                     pa: PaRanges, phone: PhoneRanges, banks: Banks) -> Condition:
+def sample_grid_cell(rng: np.random.Generator, snr_db: float, reverb: str, clipping: str, sim: SimulateParams,
+                     banks: Banks) -> Condition:
     """Draw a condition of one grid cell: SNR, room class and clip mode fixed, everything else drawn."""
+    grid = sim.grid
     name = f"snr{snr_db:+g}_{reverb}_clip{clipping}"
     return sample_condition(rng, name, grid.reverb[reverb], snr_db, grid.crowd_wet,
-                            {grid.clipping[clipping]: 1.0}, pa, phone, banks)
+                            {grid.clipping[clipping]: 1.0}, sim.pa, sim.phone, sim.singalong, banks)
 
 
 def apply_condition(audio: np.ndarray, cond: Condition, banks: Banks) -> np.ndarray:
@@ -128,20 +136,23 @@ def apply_condition(audio: np.ndarray, cond: Condition, banks: Banks) -> np.ndar
     if rirs is not None:
         x = apply_room(x, rirs)
     if cond.snr_db is not None:
-        x, _ = mix_at_snr(x, crowd_at(cond, banks, x.size, rirs), cond.snr_db)
+        x, _ = mix_at_snr(x, crowd_at(cond, banks, audio, rirs), cond.snr_db)
     x = apply_phone(x, sr, cond.phone)
     if cond.codec is not None:
         x = codec_roundtrip(x, sr, cond.codec, cond.codec_bitrate_k)
     return x.astype(np.float32)
 
 
-def crowd_at(cond: Condition, banks: Banks, n: int, rirs: np.ndarray | None) -> np.ndarray:
-    """`n` samples of the condition's crowd bed from its offset (looped); a `crowd_wet` share reverberated."""
+def crowd_at(cond: Condition, banks: Banks, music: np.ndarray, rirs: np.ndarray | None) -> np.ndarray:
+    """The crowd for clean `music` (n,): the bed from its offset (looped), plus the crowd singing along with
+    the music if the condition says so; a `crowd_wet` share reverberated in the room. float32 (n,)."""
+    n = music.size
     bed = banks.beds[cond.bed_index]
     start = int(cond.bed_offset_s * banks.sr) % bed.size
-    idx = (start + np.arange(n)) % bed.size
-    dry = bed[idx]
-    if rirs is None or cond.crowd_wet <= 0:
-        return dry
-    wet = apply_room(dry, rirs)
-    return ((1 - cond.crowd_wet) * dry + cond.crowd_wet * wet).astype(np.float32)
+    crowd = bed[(start + np.arange(n)) % bed.size].astype(np.float64)
+    if cond.singalong is not None:
+        level = 10 ** ((rms_db(crowd) + cond.singalong_db) / 20)
+        crowd = crowd + level * render_singalong(cond.singalong, music, banks.sr, n)
+    if rirs is not None and cond.crowd_wet > 0:
+        crowd = (1 - cond.crowd_wet) * crowd + cond.crowd_wet * apply_room(crowd.astype(np.float32), rirs)
+    return crowd.astype(np.float32)

@@ -18,23 +18,25 @@ def render_preview(audio: np.ndarray, preset: str, sim: SimulateParams, banks: B
     if preset not in sim.presets:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(sim.presets)}")
     rng = np.random.default_rng([seed, sorted(sim.presets).index(preset)])
-    cond = sample_preset(rng, preset, sim.presets[preset], sim.pa, sim.phone, banks)
+    cond = sample_preset(rng, preset, sim.presets[preset], sim, banks)
     return apply_condition(audio, cond, banks), cond
 
 
 def write_preview(clean: np.ndarray, degraded: np.ndarray, sr: int, cond: Condition, stem: str,
-                  out_dir: Path) -> list[Path]:
-    """Write STEM_clean.wav, STEM_PRESET.wav, STEM_PRESET.png (spectrograms) and STEM_PRESET.json (condition)."""
+                  out_dir: Path, audio: bool = True) -> list[Path]:
+    """Write STEM_PRESET.png (spectrograms), STEM_PRESET.json (the condition) and, if `audio`,
+    STEM_clean.wav and STEM_PRESET.wav. Returns the paths written."""
     import soundfile as sf
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}_clean.wav", out_dir / f"{stem}_{cond.name}.wav",
-             out_dir / f"{stem}_{cond.name}.png", out_dir / f"{stem}_{cond.name}.json"]
-    for path, audio in zip(paths[:2], (clean, degraded)):
-        with atomic_path(path) as tmp:
-            sf.write(str(tmp), audio, sr, format="WAV", subtype="PCM_16")
-    spectrogram_figure(clean, degraded, sr, cond, paths[2])
-    write_json(paths[3], asdict(cond))
+    paths = [out_dir / f"{stem}_{cond.name}.png", out_dir / f"{stem}_{cond.name}.json"]
+    spectrogram_figure(clean, degraded, sr, cond, paths[0])
+    write_json(paths[1], asdict(cond))
+    if audio:
+        for path, x in ((out_dir / f"{stem}_clean.wav", clean), (out_dir / f"{stem}_{cond.name}.wav", degraded)):
+            with atomic_path(path) as tmp:
+                sf.write(str(tmp), x, sr, format="WAV", subtype="PCM_16")
+            paths.append(path)
     return paths
 
 
