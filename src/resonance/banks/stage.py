@@ -9,6 +9,7 @@ Layout of the banks folder:
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from resonance.io import atomic_path, read_jsonl, replace_dir, write_json, write
 from resonance.simulate.chain import Banks
 
 BANKS_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 class BanksError(ResonanceError, RuntimeError):
@@ -52,7 +54,13 @@ def run(params: BanksParams, sr: int, out_dir: Path, cache_dir: Path, progress: 
             write_flac(tmp / "crowd" / f"bed_{i:03d}.flac", to_pcm16(bed * min(1.0, 0.99 / peak)), sr)
         write_jsonl(tmp / "crowd.jsonl", specs)
         write_jsonl(tmp / "clips.jsonl", clip_rows)
+        off = [r for r in rooms if not r["spec"]["open_air"]
+               and abs(r["rt60_measured_s"] - r["rt60_target_s"]) > 0.25 * r["rt60_target_s"]]
+        if off:
+            log.warning("banks: %d enclosed room(s) measure an RT60 more than 25%% off target: %s", len(off),
+                        ", ".join(f"{r['class']}#{r['index']}" for r in off))
         header = {"format": BANKS_FORMAT, "sample_rate": sr, "rooms": {c: len(p) for c, p in rirs.items()},
+                  "rooms_rt60_off_by_25pct": len(off),
                   "beds": len(beds), "bed_s": params.crowd_bed_s,
                   "clips": {k: len(v) for k, v in clips.items()}, "synthetic_voices": n_synth,
                   "real_clip_minutes": {k: round(sum(r["duration_s"] for r in clip_rows if r["kind"] == k) / 60, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
 from pathlib import Path
 
@@ -59,6 +60,10 @@ def spectrogram_figure(clean: np.ndarray, degraded: np.ndarray, sr: int, cond: C
     fig.suptitle(f"{cond.name}: {cond.room_class or 'dry'} room RT60 {cond.rt60_s:.2f} s, {snr}, "
                  f"phone clip {cond.phone.clip_mode}, limiter {cond.ceiling_db:.1f} dBFS", fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=72)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=72)
     plt.close(fig)
+    from PIL import Image
+
+    with atomic_path(path) as tmp:  # a 96-colour palette keeps the documentation PNGs small
+        Image.open(buf).convert("RGB").quantize(colors=96).save(tmp, format="PNG", optimize=True)
