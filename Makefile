@@ -16,7 +16,7 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
 export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-slow bench clean-venv
+.PHONY: setup run test test-slow lint bench clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -30,8 +30,12 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
 
+lint: setup
+	$(BIN)/ruff check src tests flows benchmarks
+
 bench: setup
 	$(BIN)/python benchmarks/cli_startup.py
+	$(BIN)/python benchmarks/simulate_speed.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -74,10 +74,14 @@ def open_set_table(runs: dict[str, dict]) -> list[str]:
 
 
 def cost_table(runs: dict[str, dict]) -> list[str]:
-    lines = ["| method | latency p50 | latency p95 | index size per hour of audio |", "|---|---|---|---|"]
+    lines = ["| method | latency p50 (all) | p95 (all) | p50 / p95 of 5 s queries | index size per hour of audio "
+             "| indexing speed |", "|---|---|---|---|---|---|"]
     for name, m in runs.items():
         lat, idx = m["latency_ms"], m["index"]
-        lines.append(f"| {name} | {lat['p50']:.1f} ms | {lat['p95']:.1f} ms | {idx['bytes_per_hour'] / 1e6:.2f} MB |")
+        l5 = (m["by_length"].get("len5") or {}).get("latency_ms") or {}
+        speed = f"{idx['build_x_realtime']:,.0f}x real time" if idx.get("build_x_realtime") else "-"
+        lines.append(f"| {name} | {lat['p50']:.1f} ms | {lat['p95']:.1f} ms | {l5.get('p50', float('nan')):.1f} / "
+                     f"{l5.get('p95', float('nan')):.1f} ms | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
     return lines
 
 
@@ -87,7 +91,7 @@ def query_set_header(metrics: dict[str, Any]) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def render(runs: dict[str, dict], png_name: str) -> str:
+def render(runs: dict[str, dict], png_name: str, tuning: str | None = None) -> str:
     m = next(iter(runs.values()))
     qs = query_set_header(m)
     out = ["# Results", "",
@@ -102,6 +106,9 @@ def render(runs: dict[str, dict], png_name: str) -> str:
            f"![hit rate vs SNR]({png_name})", "",
            f"### Open set: the threshold at {100 * m['open_set']['target_far']:g}% false accepts", "",
            *open_set_table(runs), "", "### Cost", "", *cost_table(runs), ""]
+    if tuning:
+        out += ["### Landmark settings, tuned on the validation queries (`benchmarks/tune_landmark.py`)", "",
+                tuning.split("do not edit by hand.", 1)[-1].strip(), ""]
     return "\n".join(out)
 
 
@@ -116,7 +123,8 @@ def main() -> None:
     out = Path(args.out)
     png = out.with_name("phase0_hit_rate_vs_snr.png")
     compare_plot(runs, png)
-    text = render(runs, png.name)
+    tuning = out.with_name("landmark_tuning.md")
+    text = render(runs, png.name, tuning.read_text() if tuning.is_file() else None)
     with atomic_open(out) as fh:
         fh.write(text)
     print(text)

@@ -103,3 +103,29 @@ def test_bad_input_raises_clear_errors() -> None:
     spec = room.sample_room(np.random.default_rng(0), **VENUES)
     with pytest.raises(ValueError, match="inside"):
         room.render_rirs(dataclasses.replace(spec, mic_m=(1e4, 1.0, 1.0)), SR)
+
+
+@pytest.mark.parametrize("k, ranges", [  # params.yaml's arena and stadium classes, drawn as the bank does
+    (2, dict(length_m=(60.0, 110.0), width_m=(45.0, 80.0), height_m=(15.0, 30.0), rt60_s=(2.0, 3.0),
+             distance_m=(15.0, 60.0))),
+    (3, dict(length_m=(150.0, 230.0), width_m=(110.0, 180.0), height_m=(25.0, 50.0), rt60_s=(1.5, 2.5),
+             distance_m=(20.0, 60.0)))], ids=["arena", "stadium"])
+def test_huge_rooms_measure_their_rt60(k: int, ranges: dict) -> None:
+    # The first wall reflections come after several hundred ms: a tail matched to the few image sources
+    # before the splice read 0.07 s for 1.5 s stadiums (draws 3, 6, 10) and 4.2 s for a 2.2 s arena (draw 2).
+    rng = np.random.default_rng([515, 1, k])
+    for _ in range(12):
+        spec = room.sample_room(rng, **ranges)
+        assert not spec.open_air
+        for h in room.render_rirs(spec, SR):
+            assert room.measure_rt60(h, SR) == pytest.approx(spec.rt60_s, rel=0.25)
+
+
+def test_diffuse_energy_is_the_classical_reverberant_to_direct_ratio() -> None:
+    dims, rt60_s, r = (80.0, 60.0, 20.0), 2.0, 30.0
+    surface = 2 * (80 * 60 + 80 * 20 + 60 * 20)
+    a = room.eyring_absorption(rt60_s, dims)
+    t = np.arange(4 * math.prod(dims) / surface / room.SPEED_OF_SOUND_M_S, 10 * rt60_s, 1e-4)
+    reverb = np.sum([room.diffuse_energy(x, rt60_s, dims) for x in t]) * 1e-4  # from one mean free path on
+    ratio = 16 * math.pi * r**2 / (surface * -math.log(1 - a) / (1 - a))
+    assert reverb * r**2 == pytest.approx(ratio, rel=1e-3)

@@ -6,6 +6,7 @@ plus a small headline JSON that DVC tracks as metrics. With an MLflow tracking U
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,13 +59,16 @@ def run(method_name: str, params_file: Path, catalog_dir: Path, queries_dir: Pat
     tracks = load_manifest(catalog_dir)
     sr = tracks[0].sample_rate
     queries = load_queries(queries_dir)
+    t0 = time.perf_counter()
     reference_s = build_reference(method, catalog_audio(tracks, catalog_dir, progress), sr)
+    build_s = time.perf_counter() - t0  # includes reading the FLACs
     bar = tqdm(queries, desc=f"evaluate: {method_name}", unit="query", disable=not progress, dynamic_ncols=True)
     results = run_queries(method, bar, flac_loader(queries_dir, sr), sr)
     metrics = compute_metrics(results, method_name=method.name, target_far=params.target_far,
                               segment_tolerance_s=params.segment_tolerance_s, confidence=params.confidence,
                               score_threshold=None, index_bytes=method.index_bytes(), reference_s=reference_s)
     metrics["query_set"] = str(queries_dir)
+    metrics["index"].update(build_s=round(build_s, 1), build_x_realtime=round(reference_s / build_s, 1))
     write_report(metrics, out_dir)
     if metrics_path is not None:
         write_json(metrics_path, headline(metrics))
@@ -85,6 +89,10 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
     out["latency_p50_ms"] = metrics["latency_ms"]["p50"]
     out["latency_p95_ms"] = metrics["latency_ms"]["p95"]
     out["index_bytes_per_hour"] = metrics["index"]["bytes_per_hour"]
+    out["index_build_x_realtime"] = metrics["index"].get("build_x_realtime")
+    len5 = metrics["by_length"].get("len5")
+    if len5:
+        out["latency_p50_ms_len5"] = len5["latency_ms"]["p50"]
     return out
 
 

@@ -5,19 +5,19 @@ Geometry: x runs from the stage wall to the back, y across, z up. The left and r
 `PA_FROM_WALL_M` from the stage wall, symmetric about the room's centre line; the phone is `distance_m`
 further down the room (clamped to fit), somewhere in the central half of the width.
 
-`render_rirs` is a hybrid, fast, whose late decay is exactly the drawn RT60 in every room. The
-pyroomacoustics image-source model (ISM: `use_rand_ism=False`, air absorption on, no ray tracing, wall
-absorption by Eyring, order just high enough for the reflections before the splice, at most
-`max_order_cap`) gives the direct sound and the early reflections up to `early_s` after the last
-direct sound. From there the tail is synthetic:
-Gaussian noise shaped to the spectrum of the last 50 ms of ISM, decaying exponentially at exactly
-`rt60_s`, level-matched to the decay-compensated energy of those 50 ms, cross-faded in over 10 ms.
-(A pure-ISM shoebox rings up to ~1.5x longer than Sabine/Eyring predict; in long low halls with a far
-phone and a small cap the ISM is incomplete at the splice and the tail comes out a dB or two quiet.)
-The tail noise is seeded by `RoomSpec.tail_seed`: rendering is deterministic. Open-air stages get the
-direct sound, one ground reflection and a weak exponential tail. The common propagation delay is
-removed (L/R delay differences stay) and the pair is scaled to unit total energy: the phone's AGC sets
-the level downstream, and the SNR against the crowd is set explicitly by `mix.mix_at_snr`.
+`render_rirs` is a fast hybrid whose late decay is exactly the drawn RT60 in every room. The
+pyroomacoustics image-source model (ISM: `use_rand_ism=False`, air absorption on, no ray tracing, Eyring
+wall absorption, order just high enough for the reflections before the splice, at most `max_order_cap`)
+gives the direct sound and the early reflections up to `early_s` after the last direct sound. Then a
+synthetic tail: Gaussian noise shaped like the last 50 ms of ISM, decaying at exactly `rt60_s`, cross-faded
+in over 10 ms, at one level for both stacks: the diffuse field's (`diffuse_energy`, with the ISM's air
+absorption) or, if higher, that of those 50 ms (a shoebox ISM rings ~1.5x long). Where the images fall
+short of the diffuse field (a stadium's first wall reflections come after several hundred ms), the
+shortfall is added under them from `DIRECT_GUARD_S` after the direct sound on, so that the T20 reads the
+RT60. The noise is seeded by `RoomSpec.tail_seed`: rendering is deterministic. Open-air stages get the
+direct sound, one ground reflection and a weak exponential tail. The common propagation delay is removed
+(L/R delay differences stay) and the pair is scaled to unit total energy: the phone's AGC sets the level
+downstream, and the SNR against the crowd is set explicitly by `mix.mix_at_snr`.
 """
 
 from __future__ import annotations
@@ -29,21 +29,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
-from resonance.simulate.mix import (
-    check_audio,
-    check_finite,
-    check_positive,
-    check_range,
-    check_sr,
-)
+from resonance.simulate.mix import check_audio, check_finite, check_positive, check_range, check_sr
 
 SPEED_OF_SOUND_M_S = 343.0  # pyroomacoustics' default
 WALL_MARGIN_M = 0.5  # every source and the mic stay this far inside the box
 PA_FROM_WALL_M = 1.0  # the PA line's distance from the stage wall
 MAX_ABSORPTION = 0.9  # the deadest walls allowed (Eyring): bounds the shortest RT60 of a room
-SPLICE_WINDOW_S = 0.05  # ISM stretch whose level and spectrum the synthetic tail continues
+SPLICE_WINDOW_S = 0.05  # ISM stretch whose spectrum (and level, if above the diffuse field) the tail continues
 CROSSFADE_S = 0.01
-DIRECT_GUARD_S = 0.02  # `early_s` must leave this gap between the direct sound and the match window
+DIRECT_GUARD_S = 0.02  # gap after the direct sound, before the match window and any diffuse fill
 
 
 @dataclass(frozen=True)
@@ -148,8 +142,8 @@ def _check_spec(spec: RoomSpec) -> None:
     check_positive(spec.rt60_s, "RoomSpec.rt60_s")
 
 
-def _ism(spec: RoomSpec, sr: int, materials: object, order: int) -> np.ndarray:
-    """pyroomacoustics ISM responses of both PA stacks at the mic, shape (2, n), zero-padded to one length."""
+def _ism(spec: RoomSpec, sr: int, materials: object, order: int) -> tuple[np.ndarray, object]:
+    """pyroomacoustics ISM responses of both stacks at the mic, (2, n) zero-padded to one length; the room."""
     import pyroomacoustics as pra
 
     room = pra.ShoeBox(list(spec.dims_m), fs=sr, materials=materials, max_order=order,
@@ -160,7 +154,7 @@ def _ism(spec: RoomSpec, sr: int, materials: object, order: int) -> np.ndarray:
     room.compute_rir()
     rirs = [np.asarray(room.rir[0][k], dtype=np.float64) for k in (0, 1)]
     n = max(h.size for h in rirs)
-    return np.stack([np.pad(h, (0, n - h.size)) for h in rirs])
+    return np.stack([np.pad(h, (0, n - h.size)) for h in rirs]), room
 
 
 def _direct_index(spec: RoomSpec, sr: int) -> np.ndarray:
@@ -170,6 +164,16 @@ def _direct_index(spec: RoomSpec, sr: int) -> np.ndarray:
     mic = np.asarray(spec.mic_m)
     dist = [np.linalg.norm(np.asarray(p) - mic) for p in (spec.source_left_m, spec.source_right_m)]
     return np.asarray(dist) / pra.constants.get("c") * sr + pra.constants.get("frac_delay_length") // 2
+
+
+def diffuse_energy(t_s: float, rt60_s: float, dims_m: tuple[float, float, float]) -> float:
+    """Energy per second of the diffuse field `t_s` after emission, in ISM units (direct sound at r: 1/r^2).
+
+    Images arrive at 4 pi c^3 t^2 / V per second with energy (1 - a)^reflections / (c t)^2 each: 4 pi c / V
+    per second, decaying at the Eyring RT60. Past one mean free path 4V/S this sums to the classical
+    reverberant-to-direct ratio 16 pi r^2 / R, R = S a' / (1 - a), a' = -ln(1 - a).
+    """
+    return 4.0 * math.pi * SPEED_OF_SOUND_M_S / math.prod(dims_m) * 10.0 ** (-6.0 * t_s / rt60_s)
 
 
 def _decaying_noise(rng: np.random.Generator, n: int, rt60_s: float, sr: int,
@@ -184,43 +188,41 @@ def _decaying_noise(rng: np.random.Generator, n: int, rt60_s: float, sr: int,
     return noise * np.exp(-3.0 * math.log(10.0) * np.arange(n) / (rt60_s * sr))
 
 
-def _splice_tail(h: np.ndarray, i_splice: int, n: int, rt60_s: float, sr: int,
-                 rng: np.random.Generator) -> np.ndarray:
-    """Replace `h` from `i_splice` on by a synthetic tail of total length `n`, cross-faded before it."""
-    n_x, n_w = int(CROSSFADE_S * sr), int(SPLICE_WINDOW_S * sr)
-    i0 = i_splice - n_x
-    h = np.pad(h, (0, max(0, n - h.size)))[:n]
-    window = h[i0 - n_w: i0]
-    decay = np.exp(-6.0 * math.log(10.0) * np.arange(n_w, 0, -1) / (rt60_s * sr))  # energy, back to i0
-    level = math.sqrt(float(np.mean(window**2 * decay)))
-    if level == 0.0:
-        raise RuntimeError("room: the ISM response is silent before the splice point (degenerate geometry)")
-    tail = level * _decaying_noise(rng, n - i0, rt60_s, sr, window)
-    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n_x) / n_x)
-    out = h.copy()
-    out[i0:i_splice] = h[i0:i_splice] * (1.0 - ramp) + tail[:n_x] * ramp
-    out[i_splice:] = tail[n_x:]
-    return out
-
-
 def _render_hall(spec: RoomSpec, sr: int, max_order_cap: int, early_s: float) -> np.ndarray:
     import pyroomacoustics as pra
 
     direct = _direct_index(spec, sr)
     i_splice = int(direct.max() + early_s * sr)
-    n = max(int(direct.min() + spec.rt60_s * sr), i_splice + 1)
+    n_x, n_w, n_g = (int(x * sr) for x in (CROSSFADE_S, SPLICE_WINDOW_S, DIRECT_GUARD_S))
+    i0, n = i_splice - n_x, max(int(direct.min() + spec.rt60_s * sr), i_splice + 1)
     order = min(ism_order(i_splice / sr, spec.dims_m), max_order_cap)  # later images are replaced anyway
     absorption = min(eyring_absorption(spec.rt60_s, spec.dims_m), MAX_ABSORPTION)
-    h = _ism(spec, sr, pra.Material(absorption), order)
+    h, room = _ism(spec, sr, pra.Material(absorption), order)
+    h = np.pad(h, ((0, 0), (0, max(0, n - h.shape[1]))))[:, :n]
+    t0 = (i0 - pra.constants.get("frac_delay_length") // 2) / sr  # i0's time after emission
+    air = float(np.average(np.exp(-np.asarray(room.air_absorption) * SPEED_OF_SOUND_M_S * t0),
+                           weights=room.octave_bands.get_bw()))  # the ISM's air loss at t0, flat spectrum
+    decay = 10.0 ** (-6.0 * np.arange(n_w, 0, -1) / (spec.rt60_s * sr))  # energy, back to i0
+    matched = np.mean(h[:, i0 - n_w: i0] ** 2 * decay, axis=1)  # per sample, at i0
+    level2 = max(diffuse_energy(t0, spec.rt60_s, spec.dims_m) * air / sr, float(np.mean(matched)))
     rng = np.random.default_rng(spec.tail_seed)
-    return np.stack([_splice_tail(h[k], i_splice, n, spec.rt60_s, sr, rng) for k in (0, 1)])
+    ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(n_x) / n_x)
+    for k in (0, 1):
+        i_b, window = int(direct[k]) + n_g, h[k, i0 - n_w: i0].copy()
+        tail = math.sqrt(level2) * _decaying_noise(rng, n - i0, spec.rt60_s, sr, window)
+        bed = _decaying_noise(rng, i_splice - i_b, spec.rt60_s, sr, window)  # the diffuse shortfall, if any
+        bed *= math.sqrt(max(0.0, level2 - matched[k])) * 10.0 ** (3.0 * (i0 - i_b) / (spec.rt60_s * sr))
+        h[k, i_b:i0] += bed[: i0 - i_b]
+        h[k, i0:i_splice] = (h[k, i0:i_splice] + bed[i0 - i_b:]) * (1.0 - ramp) + tail[:n_x] * ramp
+        h[k, i_splice:] = tail[n_x:]
+    return h
 
 
 def _render_open_air(spec: RoomSpec, sr: int, ground_absorption: float, open_air_drr_db: float) -> np.ndarray:
     import pyroomacoustics as pra
 
     walls = {w: pra.Material(1.0) for w in ("east", "west", "north", "south", "ceiling")}
-    h = _ism(spec, sr, {**walls, "floor": pra.Material(ground_absorption)}, 1)
+    h, _ = _ism(spec, sr, {**walls, "floor": pra.Material(ground_absorption)}, 1)
     direct = _direct_index(spec, sr).astype(int)
     n = max(h.shape[1], int(direct.max() + spec.rt60_s * sr))
     h = np.pad(h, ((0, 0), (0, n - h.shape[1])))
@@ -250,16 +252,14 @@ def render_rirs(spec: RoomSpec, sr: int, *, max_order_cap: int = 12, early_s: fl
     if isinstance(max_order_cap, bool) or not isinstance(max_order_cap, int) or max_order_cap < 1:
         raise ValueError(f"max_order_cap: expected an integer >= 1, got {max_order_cap!r}")
     if not early_s >= DIRECT_GUARD_S + SPLICE_WINDOW_S + CROSSFADE_S:
-        raise ValueError(f"early_s: need >= {DIRECT_GUARD_S + SPLICE_WINDOW_S + CROSSFADE_S:.2f} s (guard, "
-                         f"match window and cross-fade)")
+        raise ValueError(f"early_s: need >= {DIRECT_GUARD_S + SPLICE_WINDOW_S + CROSSFADE_S:.2f} s")
     if not 0.0 <= ground_absorption <= 1.0:
         raise ValueError(f"ground_absorption: expected a value in [0, 1], got {ground_absorption}")
     if spec.open_air:
         h = _render_open_air(spec, sr, ground_absorption, check_finite(open_air_drr_db, "open_air_drr_db"))
     else:
         h = _render_hall(spec, sr, max_order_cap, early_s)
-    start = max(0, int(_direct_index(spec, sr).min()) - pra.constants.get("frac_delay_length") // 2)
-    h = h[:, start:]
+    h = h[:, max(0, int(_direct_index(spec, sr).min()) - pra.constants.get("frac_delay_length") // 2):]
     return (h / math.sqrt(float(np.sum(h**2)))).astype(np.float32)
 
 
