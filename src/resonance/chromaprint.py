@@ -29,7 +29,6 @@ Bump FORMAT_VERSION whenever this layout changes; `ChromaprintIndex.load` refuse
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -42,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from resonance.audio import to_pcm16
-from resonance.io import atomic_path
+from resonance.io import write_checksummed
 from resonance.landmark.peaks import check_audio
 
 FPCALC_ALGORITHM = 2  # Chromaprint's default algorithm (TEST2): no silence trimming, so offsets stay exact
@@ -170,15 +169,8 @@ class ChromaprintIndex:
         header = json.dumps({"algorithm": FPCALC_ALGORITHM, "item_s": ITEM_S, "track_ids": list(self.track_ids),
                              "lengths": lengths}).encode()
         header += b" " * (-(PREAMBLE.size + len(header)) % ITEM_DTYPE.itemsize)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            crc = 0
-            for chunk in (PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)), header,
-                          np.ascontiguousarray(self.items, ITEM_DTYPE).tobytes()):
-                fh.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            fh.write(TRAILER.pack(crc))
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_checksummed(path, (PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)), header,
+                                 np.ascontiguousarray(self.items, ITEM_DTYPE).tobytes()))
 
     @classmethod
     def load(cls, path: str | Path) -> ChromaprintIndex:

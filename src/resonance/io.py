@@ -6,7 +6,9 @@ import contextlib
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +40,20 @@ def atomic_open(target: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def write_checksummed(target: str | Path, chunks: Iterable[bytes | memoryview]) -> int:
+    """Write `chunks` then their CRC-32 (uint32 little-endian) atomically; returns the CRC.
+
+    The trailer lets a reader tell a complete file from a truncated or corrupted one.
+    """
+    crc = 0
+    with atomic_open(target, "wb") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            crc = zlib.crc32(chunk, crc)
+        fh.write(struct.pack("<I", crc))
+    return crc
 
 
 def write_json(target: str | Path, obj: Any) -> None:

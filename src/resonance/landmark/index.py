@@ -27,7 +27,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from resonance.io import atomic_path
+from resonance.io import write_checksummed
 from resonance.landmark import hashes as hl
 from resonance.landmark.peaks import LandmarkConfig
 
@@ -87,15 +87,9 @@ class LandmarkIndex:
         header = json.dumps({"config": dataclasses.asdict(self.config), "hash_layout": _layout(),
                              "n_entries": self.n_entries, "track_ids": list(self.track_ids)}).encode()
         header += b" " * (-(PREAMBLE.size + len(header)) % 8)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            crc = 0
-            for chunk in (PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)), header,
-                          *(np.ascontiguousarray(a, ENTRY_DTYPE) for a in (self.hashes, self.tracks, self.frames))):
-                fh.write(chunk)
-                crc = zlib.crc32(chunk, crc)
-            fh.write(TRAILER.pack(crc))
-            fh.flush()
-            os.fsync(fh.fileno())
+        write_checksummed(path, (PREAMBLE.pack(MAGIC, FORMAT_VERSION, len(header)), header,
+                                 *(np.ascontiguousarray(a, ENTRY_DTYPE).data
+                                   for a in (self.hashes, self.tracks, self.frames))))
 
     @classmethod
     def load(cls, path: str | Path) -> LandmarkIndex:
