@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from resonance.evaluate.stage import catalog_audio
 from resonance.io import atomic_open
 from resonance.landmark.peaks import LandmarkConfig
 
-SWEEP = {"peaks_per_s": [15.0, 30.0, 45.0], "fan_out": [4, 8, 12]}
+SWEEP = {"peaks_per_s": [30.0, 45.0, 60.0], "fan_out": [8, 12, 16]}
 AUDFPRINT_STYLE = {"peaks_per_s": 20.0, "fan_out": 3}
 
 
@@ -50,7 +51,7 @@ def main() -> None:
     rows = []
     for label, change in settings:
         method = LandmarkMethod(dataclasses.replace(base, **change))
-        ref_s = build_reference(method, catalog_audio(index_tracks, args.catalog, progress=False), base.sr)
+        ref_s = build_reference(method, catalog_audio(index_tracks, Path(args.catalog), progress=False), base.sr)
         results = run_queries(method, queries, flac_loader(args.queries, base.sr), base.sr)
         m = compute_metrics(results, method_name=label, target_far=ev.target_far,
                             segment_tolerance_s=ev.segment_tolerance_s, confidence=ev.confidence,

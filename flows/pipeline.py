@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -22,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def repro_stage(stage: str, project_dir: str) -> bool:
     """`dvc repro STAGE` in `project_dir`; returns True if the stage ran, False if it was up to date."""
     logger = get_run_logger()
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    env.setdefault("DVC_SITE_CACHE_DIR", str(Path(project_dir) / ".dvc" / "site-cache"))  # state stays in the project
     proc = subprocess.Popen(["dvc", "repro", stage], cwd=project_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, env=env)
     ran = False
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -240,4 +240,5 @@ def project(tmp_path: Path, extra_debs: Path) -> Path:
     shutil.copytree(extra_debs, proj / "data" / "cache" / "noise" / "debs")
     subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
     dvc(proj, "init", "-q")
+    dvc(proj, "config", "core.site_cache_dir", str(proj / ".dvc" / "site-cache"))
     return proj
