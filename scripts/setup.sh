@@ -30,7 +30,7 @@ fi
 # --- project virtual environment -----------------------------------------------------
 PY=${PYTHON:-python3}
 stamp=.venv/.resonance-installed
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+want=$( (cat pyproject.toml scripts/setup.sh; pwd) | sha256sum | cut -c1-16)  # a moved project reinstalls (editable path)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
