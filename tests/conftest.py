@@ -25,6 +25,8 @@ SR_SRC = 44100
 os.environ.update(DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1",
                   PREFECT_SERVER_ANALYTICS_ENABLED="false")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="resonance-prefect-"))
+# Never the project's own MLflow store (make exports it): tests log to a throwaway sqlite store.
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tempfile.mkdtemp(prefix='resonance-mlflow-')}/mlflow.db"
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
@@ -147,6 +149,8 @@ def shrunk_params() -> dict:
     banks["crowd"].update(voices=[3, 5], clips_per_voice=3)
     sim = params["simulate"]
     sim["presets"].pop("stadium")  # not in the shrunk room bank
+    params["train"]["data"]["presets"].remove("stadium")
+    params["train"]["profile"] = "fast"  # the pipeline's train stage in < 1 min
     sim["grid"].update(snr_db=[10.0, -10.0])
     params["evaluate"].update(query_set="val")
     params["queries"].update(lengths_s=[1.0, 3.0], sets={"val": {"split": "val", "excerpts_per_length": 2,
@@ -242,3 +246,24 @@ def project(tmp_path: Path, extra_debs: Path) -> Path:
     dvc(proj, "init", "-q")
     dvc(proj, "config", "core.site_cache_dir", str(proj / ".dvc" / "site-cache"))
     return proj
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory, extra_debs: Path) -> dict:
+    """Catalog, outside catalog and banks built once from the fixture packages."""
+    from resonance.banks.stage import run as build_banks
+    from resonance.catalog.stage import run as build_catalog
+    from resonance.config import BanksParams, CatalogParams, load_section
+
+    root = tmp_path_factory.mktemp("stages")
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(shrunk_params(), sort_keys=False))
+    cache = root / "cache"
+    shutil.copytree(extra_debs, cache / "debs")
+    shutil.copytree(extra_debs, cache / "noise" / "debs")
+    cat = load_section(params_file, "catalog", CatalogParams)
+    build_catalog(cat, root / "catalog", cache, progress=False)
+    build_catalog(cat, root / "outside", cache, profile="outside", progress=False, exclude=root / "catalog")
+    header = build_banks(load_section(params_file, "banks", BanksParams), cat.sample_rate, root / "banks",
+                         cache / "noise", progress=False)
+    return {"root": root, "params": params_file, "banks_header": header}

@@ -9,37 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from resonance.banks.stage import BanksError, load_banks
-from resonance.banks.stage import run as build_banks
 from resonance.catalog.manifest import load_manifest
-from resonance.catalog.stage import run as build_catalog
-from resonance.config import BanksParams, CatalogParams, QueriesParams, SimulateParams, load_section
+from resonance.config import QueriesParams, SimulateParams, load_section
 from resonance.evaluate.queries import load_queries
 from resonance.queries.stage import run as build_queries
 from resonance.simulate.chain import apply_condition, grid_cells, sample_preset
 
-from conftest import ROOT, shrunk_params
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, extra_debs: Path) -> dict:
-    """Catalog, outside catalog and banks built once from the fixture packages."""
-    import shutil
-
-    root = tmp_path_factory.mktemp("stages")
-    params_file = root / "params.yaml"
-    params_file.write_text(yaml.safe_dump(shrunk_params(), sort_keys=False))
-    cache = root / "cache"
-    shutil.copytree(extra_debs, cache / "debs")
-    shutil.copytree(extra_debs, cache / "noise" / "debs")
-    cat = load_section(params_file, "catalog", CatalogParams)
-    build_catalog(cat, root / "catalog", cache, progress=False)
-    build_catalog(cat, root / "outside", cache, profile="outside", progress=False, exclude=root / "catalog")
-    header = build_banks(load_section(params_file, "banks", BanksParams), cat.sample_rate, root / "banks",
-                         cache / "noise", progress=False)
-    return {"root": root, "params": params_file, "banks_header": header}
+from conftest import ROOT
 
 
 def test_banks_hold_rooms_with_target_rt60_and_crowd_beds(built: dict) -> None:

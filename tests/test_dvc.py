@@ -10,8 +10,8 @@ from conftest import dvc as _dvc
 
 def test_repro_twice_then_param_change_reruns_only_dependents(project: Path) -> None:
     first = _dvc(project, "repro")
-    for stage in ("catalog", "outside", "validate", "banks", "queries", "evaluate@landmark",
-                  "evaluate@chromaprint", "report"):
+    for stage in ("catalog", "outside", "validate", "banks", "queries", "train", "evaluate@landmark",
+                  "evaluate@chromaprint", "evaluate_embedding", "index", "report"):
         assert f"Running stage '{stage}'" in first
     assert (project / "metrics" / "validate.json").is_file()
     assert (project / "dvc.lock").is_file()
@@ -25,5 +25,5 @@ def test_repro_twice_then_param_change_reruns_only_dependents(project: Path) -> 
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     third = _dvc(project, "repro")
     assert "Running stage 'validate'" in third
-    for stage in ("catalog", "outside", "banks", "queries", "evaluate", "report"):
+    for stage in ("catalog", "outside", "banks", "queries", "train", "evaluate", "index", "report"):
         assert f"Running stage '{stage}" not in third

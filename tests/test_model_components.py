@@ -1,7 +1,7 @@
 """Model components (resonance.model): log-mel frontend, encoders, contrastive losses, builders. Fast, CPU only.
 
-DEBUG_* are the tiny sizes used for training-behaviour tests; DEFAULT_* are the proposed CPU sizes (checked for
-parameter count only). Both are written out here until params.yaml carries a `train` section to read them from.
+DEBUG_* are the tiny sizes of params.yaml's `train.profiles.fast` (training-behaviour tests); DEFAULT_* the default
+CPU sizes of `train` (checked for parameter count only).
 """
 
 from __future__ import annotations
@@ -12,24 +12,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resonance.config import ParamsError
+from resonance.config import ParamsError, load_train
 from resonance.model.builders import build_encoder, build_frontend, build_loss, count_parameters
 from resonance.model.encoders import standardize
 from resonance.model.frontend import FrontendConfig, mel_filterbank, windows
 from resonance.model.losses import MemoryQueue, nt_xent, nt_xent_with_queue, supcon, triplet_hard
 
-from conftest import music_clip
+from conftest import ROOT, music_clip
 
 torch.set_num_threads(1)
 SR = 16000
-DEFAULT_FRONTEND = dict(sr=SR, n_fft=1024, hop=256, n_mels=64, fmin_hz=60.0, fmax_hz=8000.0, log_eps=1e-10)
-DEBUG_FRONTEND = dict(sr=SR, n_fft=512, hop=256, n_mels=16, fmin_hz=60.0, fmax_hz=8000.0, log_eps=1e-10)
-DEFAULT_NAFP = dict(channels=[16, 32, 64, 128, 256, 512], kernel=3, dim=128, head_hidden=32)
-DEBUG_NAFP = dict(channels=[4, 8, 16, 32], kernel=3, dim=16, head_hidden=4)
-DEFAULT_TRANSFORMER = dict(n_mels=64, n_frames=FrontendConfig(**DEFAULT_FRONTEND).n_frames(SR), patch_mels=8,
-                           patch_frames=8, width=192, depth=4, heads=4, mlp_ratio=4.0, dropout=0.1, dim=128)
-DEBUG_TRANSFORMER = dict(n_mels=16, n_frames=FrontendConfig(**DEBUG_FRONTEND).n_frames(SR), patch_mels=8,
-                         patch_frames=8, width=16, depth=1, heads=2, mlp_ratio=2.0, dropout=0.0, dim=16)
+_DEFAULT, _FAST = load_train(ROOT / "params.yaml"), load_train(ROOT / "params.yaml", "fast")
+DEFAULT_FRONTEND, DEBUG_FRONTEND = _DEFAULT.frontend, _FAST.frontend
+DEFAULT_NAFP, DEBUG_NAFP = _DEFAULT.encoders["nafp"], _FAST.encoders["nafp"]
+DEFAULT_TRANSFORMER, DEBUG_TRANSFORMER = _DEFAULT.encoders["transformer"], _FAST.encoders["transformer"]
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:

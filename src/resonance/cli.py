@@ -84,6 +84,49 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embedding_params(args: argparse.Namespace):  # -> EmbeddingParams
+    from resonance.config import EmbeddingParams, load_section
+
+    return load_section(args.params, "embedding", EmbeddingParams)
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    from resonance.index.stage import build_from_catalog, describe_build
+
+    params = _embedding_params(args)
+    summary = build_from_catalog(args.model or params.model, Path(args.catalog), Path(args.out or params.index),
+                                 progress=not args.quiet, batch=params.batch)
+    print(describe_build(summary))
+    return 0
+
+
+def _index_add(args: argparse.Namespace) -> int:
+    from resonance.errors import ResonanceError
+    from resonance.index.stage import add_files, describe_add
+
+    if (args.id or args.title) and len(args.files) != 1:
+        raise ResonanceError(f"--id and --title name one track: give exactly one FILE with them "
+                             f"(got {len(args.files)})")
+    params = _embedding_params(args)
+    summary = add_files(args.files, [args.id] if args.id else None, [args.title] if args.title else None,
+                        args.model or params.model, Path(args.index or params.index), batch=params.batch)
+    print(describe_add(summary))
+    return 0
+
+
+def _identify(args: argparse.Namespace) -> int:
+    import json
+
+    from resonance.index.stage import describe_result, identify_files
+
+    params = _embedding_params(args)
+    failed = 0
+    for result in identify_files(args.files, args.model or params.model, Path(args.index or params.index), params):
+        failed += "error" in result
+        print(json.dumps(result) if args.json else describe_result(result, params.min_confidence), flush=True)
+    return 1 if failed else 0
+
+
 def _load_clip(track: str, catalog_dir: Path, sr: int, offset_s: float, seconds: float):  # -> (audio, stem)
     """A catalog track id or any audio file, cut to [offset_s, offset_s + seconds]."""
     from resonance.audio import AudioError, decode
@@ -113,6 +156,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = run(args.method, Path(args.params), Path(args.catalog), queries, out,
                   Path(args.metrics) if args.metrics else None, progress=not args.quiet)
     print(describe(metrics, out))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from resonance.config import SimulateParams, load_section, load_train
+    from resonance.train.stage import describe, run
+
+    params = load_train(args.params, args.profile)
+    sim = load_section(args.params, "simulate", SimulateParams)
+    out = Path(args.out)
+    summary = run(params, sim, Path(args.catalog), Path(args.banks), out,
+                  Path(args.metrics) if args.metrics else None, progress=not args.quiet)
+    print(describe(summary, out))
     return 0
 
 
@@ -151,12 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_queries)
 
     p = sub.add_parser("evaluate", help="benchmark a recognition method on a query set (hit rates, open set, speed)")
-    p.add_argument("--method", required=True, choices=["landmark", "chromaprint"])
+    p.add_argument("--method", required=True, choices=["landmark", "chromaprint", "embedding"])
     p.add_argument("--catalog", default="data/catalog", help="the reference catalog the method indexes")
     p.add_argument("--queries", default=None, help="query set folder (default: data/queries/<evaluate.query_set>)")
     p.add_argument("--out", default=None, help="report folder (default: data/evaluate/<method>)")
     p.add_argument("--metrics", default=None, help="also write the headline metrics JSON here (for DVC)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("train", help="train the contrastive embedding model (Lightning; logged to MLflow)")
+    p.add_argument("--profile", default=None, help="train profile from params (default: train.profile; `fast`)")
+    p.add_argument("--catalog", default="data/catalog")
+    p.add_argument("--banks", default="data/banks")
+    p.add_argument("--out", default="data/model", help="model folder (default: data/model)")
+    p.add_argument("--metrics", default=None, help="also write the headline metrics JSON here (for DVC)")
+    p.set_defaults(func=_train)
 
     p = sub.add_parser("simulate", help="the concert simulator (see `simulate preview`)")
     sim = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -171,6 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="data/preview", help="output folder (default: data/preview)")
     p.add_argument("--png-only", action="store_true", help="only the spectrogram PNG and condition JSON")
     p.set_defaults(func=_preview)
+
+    p = sub.add_parser("index", help="the FAISS reference index of the embedding model (see `index build|add`)")
+    idx = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = idx.add_parser("build", help="embed every catalog track into a new index (replaces the old one)")
+    p.add_argument("--model", default=None, help="model folder, model.pt or models:/NAME@ALIAS (default: "
+                   "embedding.model)")
+    p.add_argument("--catalog", default="data/catalog", help="catalog folder (default: data/catalog)")
+    p.add_argument("--out", default=None, help="index folder (default: embedding.index)")
+    p.set_defaults(func=_index_build)
+    p = idx.add_parser("add", help="add audio files (any format) to the index; an existing track id is replaced")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files to index")
+    p.add_argument("--id", default=None, help="track id (one FILE only; default: the file name without suffix)")
+    p.add_argument("--title", default=None, help="title (one FILE only; default: the file's title tag or name)")
+    p.add_argument("--model", default=None, help="model (default: embedding.model)")
+    p.add_argument("--index", default=None, help="index folder, created if missing (default: embedding.index)")
+    p.set_defaults(func=_index_add)
+
+    p = sub.add_parser("identify", help="name the song in audio files (exit 1 if a file could not be read)")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format ffmpeg reads)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    p.add_argument("--model", default=None, help="model (default: embedding.model)")
+    p.add_argument("--index", default=None, help="index folder (default: embedding.index)")
+    p.set_defaults(func=_identify)
     return parser
 
 

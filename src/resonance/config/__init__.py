@@ -5,6 +5,7 @@ key, an unknown key or a value of the wrong type is a `ParamsError` naming the k
 """
 
 from resonance.config.catalog import CatalogParams, Profile, Source, ValidateParams
+from resonance.config.embedding import EmbeddingParams
 from resonance.config.evaluate import EvaluateParams
 from resonance.config.loader import ParamsError, build, check_regex, load_params, load_section
 from resonance.config.simulate import (
@@ -20,7 +21,17 @@ from resonance.config.simulate import (
     SimulateParams,
     SingalongRanges,
 )
+from resonance.config.train import (
+    TrainData,
+    TrainerParams,
+    TrainOptim,
+    TrainParams,
+    TrainVal,
+    load_train,
+    train_section,
+)
 
-__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EvaluateParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
+__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EmbeddingParams", "EvaluateParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
            "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "SimulateParams", "SingalongRanges",
-           "Source", "ValidateParams", "build", "check_regex", "load_params", "load_section"]
+           "Source", "TrainData", "TrainOptim", "TrainParams", "TrainVal", "TrainerParams", "ValidateParams", "build",
+           "check_regex", "load_params", "load_section", "load_train", "train_section"]

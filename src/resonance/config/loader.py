@@ -62,6 +62,8 @@ def build(cls: type[T], data: Any, where: str) -> T:
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if tp is Any:  # checked later by its consumer (e.g. an encoder config, built by resonance.model.builders)
+        return value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

@@ -21,7 +21,7 @@ from resonance.evaluate.queries import flac_loader, load_queries
 from resonance.evaluate.report import log_to_mlflow, write_report
 from resonance.io import write_json
 
-METHODS = ("landmark", "chromaprint")
+METHODS = ("landmark", "chromaprint", "embedding")
 
 
 def make_method(name: str, params_file: Path) -> Method:
@@ -36,6 +36,17 @@ def make_method(name: str, params_file: Path) -> Method:
         from resonance.evaluate.methods import ChromaprintMethod
 
         return ChromaprintMethod(load_section(params_file, "chromaprint", ChromaprintConfig))
+    if name == "embedding":
+        import dataclasses
+
+        from resonance.config import EmbeddingParams
+        from resonance.index.method import EmbeddingMethod
+        from resonance.model.embedder import Embedder, load_model
+
+        params = load_section(params_file, "embedding", EmbeddingParams)
+        # The evaluation sets the operating point itself (threshold at target_far): it sees every answer.
+        params = dataclasses.replace(params, min_confidence=0.0)
+        return EmbeddingMethod(Embedder(load_model(params.model), batch=params.batch), params)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 

@@ -1,0 +1,137 @@
+"""Lightning pieces: the contrastive LightningModule and the DataModule of on-the-fly concert pairs.
+
+The same code runs on many GPUs or nodes by changing `train.trainer` (accelerator gpu, devices N, num_nodes M,
+strategy ddp): pairs are a pure function of (seed, epoch, index), so DDP's DistributedSampler splits them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from resonance.config import SimulateParams, TrainParams
+from resonance.model.builders import build_loss
+from resonance.model.embedder import EmbeddingModel
+from resonance.model.losses import MemoryQueue, nt_xent_with_queue
+from resonance.simulate.chain import Banks
+from resonance.train.data import PairDataset, TrackFile, worker_init
+from resonance.train.valset import ValSet, retrieval_scores
+
+
+def build_model(params: TrainParams) -> EmbeddingModel:
+    """The untrained EmbeddingModel the params describe (ParamsError if a transformer's input size does not match
+    the frontend's n_mels x frames of one window)."""
+    if params.encoder == "transformer":
+        from resonance.config import ParamsError
+        from resonance.model.frontend import FrontendConfig, window_samples
+
+        fe = FrontendConfig(**params.frontend)
+        want = (fe.n_mels, fe.n_frames(window_samples(fe.sr, params.window_s, "window_s")))
+        cfg = params.encoders["transformer"]
+        if (cfg.get("n_mels"), cfg.get("n_frames")) != want:
+            raise ParamsError(f"train.encoders.transformer: n_mels x n_frames must be {want[0]} x {want[1]} "
+                              f"(the frontend's output for one window), got {cfg.get('n_mels')} x {cfg.get('n_frames')}")
+    return EmbeddingModel(params.frontend, params.encoder, params.encoders[params.encoder], params.window_s,
+                          params.hop_s)
+
+
+class ContrastiveModule(L.LightningModule):
+    """Trains an EmbeddingModel on (view_a, view_b) batches with the configured loss; validates by retrieval."""
+
+    def __init__(self, params: TrainParams) -> None:
+        super().__init__()
+        self.params = params
+        self.model = build_model(params)
+        kwargs = {"margin": params.margin} if params.loss == "triplet" else {"temperature": params.temperature}
+        self.loss_fn = build_loss(params.loss, **kwargs)
+        use_queue = params.queue_size > 0 and params.loss == "nt_xent"
+        self.queue = MemoryQueue(self.model.dim, params.queue_size) if use_queue else None
+        self._val_z: list[torch.Tensor] = []
+        self.valset: ValSet | None = None
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.model(audio)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        a, b = batch
+        z = self.model(torch.cat([a, b]))
+        za, zb = z[:a.shape[0]], z[a.shape[0]:]
+        if self.params.loss == "nt_xent":
+            loss = nt_xent_with_queue(za, zb, self.queue, self.params.temperature) if self.queue is not None \
+                else self.loss_fn(za, zb)
+            if self.queue is not None:
+                self.queue.enqueue(zb.detach())
+        else:
+            labels = torch.arange(a.shape[0], device=z.device).repeat(2)
+            loss = self.loss_fn(z, labels)
+        with torch.no_grad():
+            pos = (za * zb).sum(1).mean()
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=a.shape[0])
+        self.log("train/pos_sim", pos, on_step=True, on_epoch=True, batch_size=a.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
+        self._val_z.append(self.model(batch[0]).cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if self.valset is None or not self._val_z:
+            return
+        z = torch.cat(self._val_z).numpy()
+        self._val_z.clear()
+        if z.shape[0] != self.valset.audio.shape[0]:  # sanity-check runs see only part of the set
+            return
+        scores = retrieval_scores(z, self.valset)
+        self.log("val/top1", scores["top1"], prog_bar=True)
+        self.log("val/window_top1", scores["window_top1"])
+
+    def configure_optimizers(self) -> Any:
+        o = self.params.optim
+        opt = torch.optim.AdamW(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        total = max(1, self.params.steps_per_epoch * self.params.max_epochs)
+
+        def factor(step: int) -> float:
+            if step < o.warmup_steps:
+                return (step + 1) / o.warmup_steps
+            progress = min(1.0, (step - o.warmup_steps) / max(1, total - o.warmup_steps))
+            return o.final_lr_ratio + (1 - o.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class PairDataModule(L.LightningDataModule):
+    """Train: PairDataset over the train tracks (re-seeded each epoch); val: the ValSet rows in order."""
+
+    def __init__(self, params: TrainParams, sim: SimulateParams, banks: Banks, train_tracks: list[TrackFile],
+                 valset: ValSet) -> None:
+        super().__init__()
+        window = round(params.window_s * banks.sr)
+        self.params = params
+        self.dataset = PairDataset(train_tracks, params.data, sim, banks, window,
+                                   params.steps_per_epoch * params.batch_size, params.seed)
+        self.valset = valset
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        self.dataset.epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        workers = self.params.data.workers
+        gen = torch.Generator().manual_seed(self.params.seed + self.dataset.epoch)
+        return torch.utils.data.DataLoader(self.dataset, batch_size=self.params.batch_size, shuffle=True,
+                                           generator=gen, num_workers=workers, worker_init_fn=worker_init,
+                                           persistent_workers=False, drop_last=True,
+                                           multiprocessing_context="fork" if workers else None)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        rows = torch.utils.data.TensorDataset(torch.from_numpy(self.valset.audio))
+        return torch.utils.data.DataLoader(rows, batch_size=256, shuffle=False)
+
+
+def valset_embeddings(model: EmbeddingModel, valset: ValSet, batch: int = 256) -> np.ndarray:
+    """(n_rows, dim) embeddings of every valset row, without gradients."""
+    model.eval()
+    with torch.inference_mode():
+        return np.concatenate([model(torch.from_numpy(valset.audio[i:i + batch])).numpy()
+                               for i in range(0, valset.audio.shape[0], batch)])

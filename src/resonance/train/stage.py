@@ -1,0 +1,154 @@
+"""`resonance train`: fit the embedding model with Lightning, keep the best checkpoint by val top-1, write the
+model bundle + ONNX export, and log everything to MLflow (params, curves, the model with signature, the ONNX file,
+a registered model version with the `challenger` alias).
+
+Outputs in OUT (default data/model): model.pt (bundle, see resonance.model.embedder), model.onnx, train.json
+(summary), curves.png, checkpoints/; plus the metrics JSON DVC tracks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from resonance.config import SimulateParams, TrainParams
+from resonance.errors import ResonanceError
+from resonance.io import write_json
+
+log = logging.getLogger(__name__)
+PIP_REQUIREMENTS = ["torch==2.13.0", "numpy", "resonance"]
+
+
+class TrainError(ResonanceError):
+    """Training cannot start (no tracks, no banks) or produced no usable model."""
+
+
+def catalog_tracks(catalog_dir: Path, split: str) -> list[Any]:
+    """TrackFile for every catalog track of `split`, in manifest order."""
+    from resonance.catalog.manifest import load_manifest
+    from resonance.train.data import TrackFile
+
+    tracks = [TrackFile(t.track_id, catalog_dir / t.audio_path, int(round(t.duration_s * t.sample_rate)))
+              for t in load_manifest(catalog_dir) if t.split == split]
+    if not tracks:
+        raise TrainError(f"{catalog_dir}: no `{split}` tracks in the catalog")
+    return tracks
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, or the project's sqlite store mlruns/mlflow.db under the working folder."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = Path.cwd().resolve() / "mlruns"
+    store.mkdir(exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def run(params: TrainParams, sim: SimulateParams, catalog_dir: Path, banks_dir: Path, out_dir: Path,
+        metrics_path: Path | None, progress: bool = True) -> dict[str, Any]:
+    """Train, export and log; returns the summary written to train.json."""
+    import lightning as L
+    import torch
+
+    from resonance.banks.stage import load_banks
+    from resonance.train.module import ContrastiveModule, PairDataModule
+    from resonance.train.valset import build_valset
+
+    t0 = time.perf_counter()
+    L.seed_everything(params.seed, workers=True, verbose=False)
+    if params.trainer.threads:
+        torch.set_num_threads(params.trainer.threads)
+    banks = load_banks(banks_dir)
+    if banks.sr != params.frontend["sr"]:
+        raise TrainError(f"banks at {banks.sr} Hz but train.frontend.sr is {params.frontend['sr']}")
+    train_tracks = catalog_tracks(catalog_dir, "train")
+    valset = build_valset(catalog_tracks(catalog_dir, "val"), params.val, sim, banks, params.window_s,
+                          params.hop_s, params.data.preroll_s, params.seed)
+    module = ContrastiveModule(params)
+    module.valset = valset
+    data = PairDataModule(params, sim, banks, train_tracks, valset)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer, logger, ckpt = _trainer(params, out_dir, progress)
+    trainer.fit(module, datamodule=data)
+    fit_s = time.perf_counter() - t0
+    best = _best_model(module, ckpt.best_model_path)
+    summary = _summary(params, trainer, ckpt, module, valset, fit_s, len(train_tracks), best)
+    _export(best, params, out_dir, summary, logger)
+    summary["wall_s"] = round(time.perf_counter() - t0, 1)
+    write_json(out_dir / "train.json", summary)
+    if metrics_path is not None:
+        write_json(metrics_path, {k: summary[k] for k in ("best_val_top1", "val_top1_untrained", "epochs",
+                                                          "steps", "fit_s", "parameters")})
+    return summary
+
+
+def _trainer(params: TrainParams, out_dir: Path, progress: bool) -> tuple[Any, Any, Any]:
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    logger = MLFlowLogger(experiment_name=params.mlflow_experiment, tracking_uri=tracking_uri(),
+                          run_name=f"train-{params.encoder}-{params.profile}")
+    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val/top1", mode="max",
+                           save_top_k=1, save_last=True, enable_version_counter=False)
+    stop = EarlyStopping(monitor="val/top1", mode="max", patience=params.patience)
+    tp = params.trainer
+    trainer = L.Trainer(accelerator=tp.accelerator, devices=tp.devices, num_nodes=tp.num_nodes, strategy=tp.strategy,
+                        precision=tp.precision, max_epochs=params.max_epochs,
+                        max_time={"minutes": params.max_time_min}, limit_train_batches=params.steps_per_epoch,
+                        deterministic=True, logger=logger, callbacks=[ckpt, stop, LearningRateMonitor("step")],
+                        enable_progress_bar=progress, num_sanity_val_steps=0, log_every_n_steps=10,
+                        reload_dataloaders_every_n_epochs=1, enable_model_summary=progress,
+                        default_root_dir=str(out_dir))
+    return trainer, logger, ckpt
+
+
+def _best_model(module: Any, best_path: str) -> Any:
+    """The EmbeddingModel with the best checkpoint's weights (the last ones if none was saved)."""
+    import torch
+
+    if best_path and Path(best_path).is_file():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    return module.model.eval()
+
+
+def _summary(params: TrainParams, trainer: Any, ckpt: Any, module: Any, valset: Any, fit_s: float,
+             n_tracks: int, best: Any) -> dict[str, Any]:
+    import torch
+
+    from resonance.model.builders import count_parameters
+    from resonance.train.module import build_model, valset_embeddings
+    from resonance.train.valset import retrieval_scores
+
+    torch.manual_seed(params.seed)
+    untrained = retrieval_scores(valset_embeddings(build_model(params), valset), valset)["top1"]
+    best_score = ckpt.best_model_score
+    return {"profile": params.profile, "encoder": params.encoder, "loss": params.loss,
+            "parameters": count_parameters(best), "train_tracks": n_tracks,
+            "val_queries": int(len(valset.query_track)), "epochs": int(trainer.current_epoch),
+            "steps": int(trainer.global_step), "fit_s": round(fit_s, 1),
+            "best_val_top1": round(float(best_score), 4) if best_score is not None else None,
+            "val_top1_untrained": round(untrained, 4),
+            "stopped_early": bool(trainer.should_stop and trainer.current_epoch < params.max_epochs)}
+
+
+def _export(model: Any, params: TrainParams, out_dir: Path, summary: dict[str, Any], logger: Any) -> None:
+    """model.pt, model.onnx (checked against torch), curves.png; then log model + files to the MLflow run."""
+    from resonance.model.embedder import save_bundle
+    from resonance.train.export import export_onnx, log_model, plot_curves
+
+    save_bundle(model, out_dir / "model.pt", info={k: summary[k] for k in ("profile", "best_val_top1", "steps")})
+    summary["onnx_max_abs_diff"] = export_onnx(model, out_dir / "model.onnx")
+    plot_curves(logger, out_dir / "curves.png")
+    summary.update(log_model(model, params, logger.run_id, out_dir, summary))
+
+
+def describe(summary: dict[str, Any], out_dir: Path) -> str:
+    """A few lines for the terminal."""
+    return (f"train: {summary['encoder']} ({summary['parameters'] / 1e6:.2f} M params), {summary['steps']} steps in "
+            f"{summary['epochs']} epochs, {summary['fit_s'] / 60:.1f} min; val top-1 {summary['best_val_top1']} "
+            f"(untrained {summary['val_top1_untrained']}); MLflow {summary.get('model_uri')} -> {out_dir}")

@@ -1,0 +1,156 @@
+"""`resonance train` end to end on the fixture catalog and banks with the `fast` profile: a real Lightning run,
+a real MLflow sqlite store (registry + alias), a real ONNX export run in onnxruntime."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from resonance.banks.stage import load_banks
+from resonance.cli import main
+from resonance.config import ParamsError, SimulateParams, load_section, load_train, train_section
+from resonance.model.embedder import Embedder, ModelError, load_model
+from resonance.train.data import PairDataset
+from resonance.train.stage import catalog_tracks
+
+from conftest import shrunk_params
+
+
+@pytest.fixture(scope="module")
+def trained(built: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One fast-profile training run through the CLI, logged to a throwaway MLflow sqlite store."""
+    root = tmp_path_factory.mktemp("train")
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+    (root / "mlruns").mkdir()
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    code = main(["-q", "--params", str(built["params"]), "train", "--profile", "fast",
+                 "--catalog", str(built["root"] / "catalog"), "--banks", str(built["root"] / "banks"),
+                 "--out", str(root / "model"), "--metrics", str(root / "train_metrics.json")])
+    yield {"root": root, "uri": uri, "code": code, "model": root / "model", "params": built["params"],
+           "built": built}
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def test_fast_run_writes_model_onnx_curves_and_summary(trained: dict) -> None:
+    assert trained["code"] == 0
+    out = trained["model"]
+    for name in ("model.pt", "model.onnx", "curves.png", "train.json", "checkpoints/best.ckpt"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    summary = json.loads((out / "train.json").read_text())
+    fast = load_train(trained["params"], "fast")
+    assert summary["steps"] == fast.steps_per_epoch * fast.max_epochs and summary["epochs"] == fast.max_epochs
+    assert 0.0 <= summary["best_val_top1"] <= 1.0 and summary["onnx_max_abs_diff"] < 1e-4
+    headline = json.loads((trained["root"] / "train_metrics.json").read_text())
+    assert headline["best_val_top1"] == summary["best_val_top1"]
+
+
+def _music_windows(trained: dict, model: torch.nn.Module, n: int = 6) -> np.ndarray:
+    import soundfile as sf
+
+    track = catalog_tracks(trained["built"]["root"] / "catalog", "train")[0]
+    audio, _ = sf.read(track.path, dtype="float32")
+    return np.stack([audio[i * model.window // 2:i * model.window // 2 + model.window] for i in range(n)])
+
+
+def test_model_round_trips_through_mlflow_registry_and_onnx(trained: dict) -> None:
+    import mlflow
+    import onnxruntime as ort
+
+    bundle_model = load_model(trained["model"])
+    x = torch.from_numpy(_music_windows(trained, bundle_model))
+    with torch.inference_mode():
+        ref = bundle_model(x).numpy()
+    assert ref.shape == (6, bundle_model.dim)
+    np.testing.assert_allclose(np.linalg.norm(ref, axis=1), 1.0, atol=1e-5)
+    registered = load_model("models:/resonance-embedder@challenger")
+    with torch.inference_mode():
+        np.testing.assert_allclose(registered(x).numpy(), ref, atol=1e-6)
+    session = ort.InferenceSession(str(trained["model"] / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"audio": x.numpy()})[0], ref, atol=1e-4)
+    client = mlflow.MlflowClient(trained["uri"])
+    version = client.get_model_version_by_alias("resonance-embedder", "challenger")
+    run = client.get_run(version.run_id)
+    assert run.data.params["encoder"] == "nafp" and run.data.params["profile"] == "fast"
+    assert len(client.get_metric_history(run.info.run_id, "train/loss_step")) >= 1
+    assert client.get_metric_history(run.info.run_id, "val/top1")
+    info = mlflow.models.get_model_info(f"models:/resonance-embedder/{version.version}")
+    assert info.signature is not None and tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 16000)
+
+
+def test_views_of_a_window_are_closer_than_other_windows_after_fast_training(trained: dict) -> None:
+    params = load_train(trained["params"], "fast")
+    sim = load_section(trained["params"], "simulate", SimulateParams)
+    banks = load_banks(trained["built"]["root"] / "banks")
+    tracks = catalog_tracks(trained["built"]["root"] / "catalog", "train")
+    data = PairDataset(tracks, params.data, sim, banks, 16000, 24, seed=99)
+    a, b = (torch.from_numpy(np.stack(v)) for v in zip(*[data[i] for i in range(24)]))
+    from resonance.train.module import build_model
+
+    def margin(model: torch.nn.Module) -> float:
+        """Mean cosine of the two views of a window minus mean cosine of views of different windows."""
+        with torch.inference_mode():
+            sims = model.eval()(a) @ model(b).T
+        return float(sims.diag().mean() - (sims.sum() - sims.diag().sum()) / (24 * 23))
+
+    torch.manual_seed(params.seed)
+    untrained, trained_margin = margin(build_model(params)), margin(load_model(trained["model"]))
+    assert trained_margin > 0.004 and trained_margin > untrained + 0.004, (trained_margin, untrained)
+
+
+def test_pairs_are_a_function_of_seed_epoch_and_index(built: dict) -> None:
+    params = load_train(built["params"], "fast")
+    sim = load_section(built["params"], "simulate", SimulateParams)
+    banks = load_banks(built["root"] / "banks")
+    tracks = catalog_tracks(built["root"] / "catalog", "train")
+    one, two = (PairDataset(tracks, params.data, sim, banks, 16000, 8, seed=5) for _ in range(2))
+    a1, b1 = one[3]
+    a2, b2 = two[3]
+    assert a1.shape == b1.shape == (16000,) and a1.dtype == np.float32 and np.isfinite(b1).all()
+    assert np.array_equal(a1, a2) and np.array_equal(b1, b2)
+    two.epoch = 1
+    assert not np.array_equal(two[3][1], b1)
+
+
+def test_embedder_windows_long_audio_and_pads_short_audio(trained: dict) -> None:
+    embedder = Embedder(load_model(trained["model"]))
+    assert embedder.embed(np.zeros(40000, np.float32) + 0.01).shape == (4, embedder.dim)  # 2.5 s at 0.5 s hop
+    assert embedder.embed(np.full(8000, 0.01, np.float32)).shape == (1, embedder.dim)
+    with pytest.raises(ValueError, match="mono"):
+        embedder.embed(np.zeros((2, 16000), np.float32))
+
+
+def test_profiles_and_bad_train_params_are_clear_errors(tmp_path: Path) -> None:
+    raw = shrunk_params()["train"]
+    assert train_section(raw, "fast").batch_size < train_section(raw, "default").batch_size
+    with pytest.raises(ParamsError, match="unknown profile"):
+        train_section(raw, "huge")
+    bad = {**raw, "profiles": {"fast": {"batch_sise": 4}}}
+    with pytest.raises(ParamsError, match="batch_sise"):
+        train_section(bad, "fast")
+    with pytest.raises(ParamsError, match="train.encoder"):
+        train_section({**raw, "encoder": "resnet"})
+    params = shrunk_params()
+    params["train"].update(profile="default", batch_size=1)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert main(["--params", str(path), "train", "--catalog", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "model")]) == 2
+    assert not (tmp_path / "model").exists()
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no model here"):
+        load_model(tmp_path)
+    (tmp_path / "model.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="not a resonance model bundle"):
+        load_model(tmp_path / "model.pt")
