@@ -128,7 +128,7 @@ def training_lines(summary: dict[str, Any] | None) -> list[str]:
 
 
 def render(runs: dict[str, dict], png_name: str, tuning: str | None = None,
-           training: dict[str, Any] | None = None) -> str:
+           training: dict[str, Any] | None = None, extras: list[str] | None = None) -> str:
     m = next(iter(runs.values()))
     qs = query_set_header(m)
     out = ["# Results", "",
@@ -145,6 +145,9 @@ def render(runs: dict[str, dict], png_name: str, tuning: str | None = None,
            f"![hit rate vs SNR]({png_name})", "",
            f"### Open set: the threshold at {100 * m['open_set']['target_far']:g}% false accepts", "",
            *open_set_table(runs), "", "### Cost", "", *cost_table(runs), ""]
+    for extra in extras or []:  # other generated tables: their title as a heading, then their body
+        title = extra.lstrip("# ").split("\n", 1)[0]
+        out += [f"### {title}", "", extra.split("do not edit by hand.", 1)[-1].strip(), ""]
     if tuning:
         out += ["### Landmark settings, tuned on the validation queries (`benchmarks/tune_landmark.py`)", "",
                 tuning.split("do not edit by hand.", 1)[-1].strip(), ""]
@@ -166,7 +169,8 @@ def main() -> None:
     tuning = out.with_name("landmark_tuning.md")
     summary = Path(args.model) / "train.json"
     text = render(runs, png.name, tuning.read_text() if tuning.is_file() else None,
-                  json.loads(summary.read_text()) if summary.is_file() else None)
+                  json.loads(summary.read_text()) if summary.is_file() else None,
+                  [p.read_text() for p in [out.with_name("embedding_tuning.md")] if p.is_file()])
     with atomic_open(out) as fh:
         fh.write(text)
     print(text)
