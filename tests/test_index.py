@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from resonance.cli import main
 from resonance.config import EmbeddingParams, load_section, load_train
@@ -27,7 +28,18 @@ from resonance.model.embedder import Embedder, EmbeddingModel, load_model, save_
 from conftest import ROOT, music_clip
 
 SR = 16000
-PARAMS = ROOT / "params.yaml"
+def _test_params() -> Path:
+    """The project's params with embedding.min_confidence 0: an untrained test model's confidence means nothing."""
+    import tempfile
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["embedding"]["min_confidence"] = 0.0
+    path = Path(tempfile.mkdtemp(prefix="resonance-index-params-")) / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+PARAMS = _test_params()
 
 
 # --- vote: hand-made neighbour arrays -------------------------------------------------------------------
@@ -326,7 +338,6 @@ def test_index_build_embeds_every_catalog_track(model_dir: Path, songs: dict, tm
 
 
 def test_evaluate_makes_the_embedding_method_from_params(model_dir: Path, tmp_path: Path) -> None:
-    import yaml
 
     from resonance.evaluate.stage import METHODS, make_method
 
