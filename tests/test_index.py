@@ -338,7 +338,6 @@ def test_index_build_embeds_every_catalog_track(model_dir: Path, songs: dict, tm
 
 
 def test_evaluate_makes_the_embedding_method_from_params(model_dir: Path, tmp_path: Path) -> None:
-
     from resonance.evaluate.stage import METHODS, make_method
 
     params = yaml.safe_load(PARAMS.read_text())
