@@ -16,7 +16,7 @@ from resonance.banks.stage import load_banks
 from resonance.cli import main
 from resonance.config import ParamsError, SimulateParams, load_section, load_train, train_section
 from resonance.model.embedder import Embedder, ModelError, load_model
-from resonance.train.data import PairDataset
+from resonance.train.data import SegmentSource, render_block
 from resonance.train.stage import catalog_tracks
 
 from conftest import shrunk_params
@@ -49,6 +49,7 @@ def test_fast_run_writes_model_onnx_curves_and_summary(trained: dict) -> None:
     summary = json.loads((out / "train.json").read_text())
     fast = load_train(trained["params"], "fast")
     assert summary["steps"] == fast.steps_per_epoch * fast.max_epochs and summary["epochs"] == fast.max_epochs
+    assert summary["stopped_by"] == "max_epochs"
     assert 0.0 <= summary["best_val_top1"] <= 1.0 and summary["onnx_max_abs_diff"] < 1e-4
     headline = json.loads((trained["root"] / "train_metrics.json").read_text())
     assert headline["best_val_top1"] == summary["best_val_top1"]
@@ -92,8 +93,8 @@ def test_views_of_a_window_are_closer_than_other_windows_after_fast_training(tra
     sim = load_section(trained["params"], "simulate", SimulateParams)
     banks = load_banks(trained["built"]["root"] / "banks")
     tracks = catalog_tracks(trained["built"]["root"] / "catalog", "train")
-    data = PairDataset(tracks, params.data, sim, banks, 16000, 24, seed=99)
-    a, b = (torch.from_numpy(np.stack(v)) for v in zip(*[data[i] for i in range(24)]))
+    a, b = (torch.from_numpy(v[0]) for v in render_block(SegmentSource(tracks, params.data, sim, banks, 16000),
+                                                         99, 0, 0, 24))
     from resonance.train.module import build_model
 
     def margin(model: torch.nn.Module) -> float:
@@ -107,18 +108,50 @@ def test_views_of_a_window_are_closer_than_other_windows_after_fast_training(tra
     assert trained_margin > 0.004 and trained_margin > untrained + 0.004, (trained_margin, untrained)
 
 
-def test_pairs_are_a_function_of_seed_epoch_and_index(built: dict) -> None:
+def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(built: dict) -> None:
+    from resonance.train.stream import PairStream
+
     params = load_train(built["params"], "fast")
     sim = load_section(built["params"], "simulate", SimulateParams)
     banks = load_banks(built["root"] / "banks")
     tracks = catalog_tracks(built["root"] / "catalog", "train")
-    one, two = (PairDataset(tracks, params.data, sim, banks, 16000, 8, seed=5) for _ in range(2))
-    a1, b1 = one[3]
-    a2, b2 = two[3]
-    assert a1.shape == b1.shape == (16000,) and a1.dtype == np.float32 and np.isfinite(b1).all()
-    assert np.array_equal(a1, a2) and np.array_equal(b1, b2)
+    source = SegmentSource(tracks, params.data, sim, banks, 16000)
+    one, two = (PairStream(source, 4, 5, seed=5) for _ in range(2))
+    assert source.k == 2 and len(one) == 5 and one.n_blocks == 3
+    a1, b1 = one.batch_at(3)
+    a2, b2 = two.batch_at(3)
+    assert a1.shape == b1.shape == (4, 16000) and a1.dtype == torch.float32 and torch.isfinite(b1).all()
+    assert torch.equal(a1, a2) and torch.equal(b1, b2)
+    streamed = list(one)  # one process: the blocks in order, each block's k batches one after another
+    assert len(streamed) == 5 and torch.equal(streamed[3][1], b1) and streamed[4][0].shape == (4, 16000)
+    # the two batches of a block hold consecutive windows of the same stretches: clean anchors line up with
+    # the music read at the window's start (up to the jitter), concert views differ from batch to batch
+    assert not torch.equal(streamed[2][1], streamed[3][1])
     two.epoch = 1
-    assert not np.array_equal(two[3][1], b1)
+    assert not torch.equal(two.batch_at(3)[1], b1)
+
+
+def test_segments_are_consecutive_windows_of_one_stretch(built: dict) -> None:
+    from dataclasses import replace
+
+    params = load_train(built["params"], "fast")
+    data = replace(params.data, clean_anchor_prob=1.0, offset_jitter_s=0.0, windows_per_segment=2)
+    sim = load_section(built["params"], "simulate", SimulateParams)
+    banks = load_banks(built["root"] / "banks")
+    tracks = catalog_tracks(built["root"] / "catalog", "train")
+    rng = np.random.default_rng(3)
+    a, b = SegmentSource(tracks, data, sim, banks, 16000).segment(rng)
+    assert a.shape == b.shape == (2, 16000)
+    # no jitter, clean anchors: the two anchors are one stretch of some track's samples, back to back
+    import soundfile as sf
+
+    found = False
+    for track in tracks:
+        audio, _ = sf.read(track.path, dtype="float32")
+        hits = np.flatnonzero(np.all(np.lib.stride_tricks.sliding_window_view(audio, 64) == a[0, :64], axis=1))
+        for h in hits:
+            found |= bool(np.array_equal(audio[h:h + 32000], a.reshape(-1)))
+    assert found
 
 
 def test_embedder_windows_long_audio_and_pads_short_audio(trained: dict) -> None:

@@ -20,12 +20,15 @@ class TrainData:
     """How training pairs are drawn. A window of `window_s` at a random position of a random `train` track
     (plus `preroll_s` of music before it, run through the chain and cut off); the second view starts up to
     `offset_jitter_s` away. With probability `clean_anchor_prob` the first view is the clean window (what the
-    index holds), otherwise a second concert view; concert views draw a preset from `presets`."""
+    index holds), otherwise a second concert view; concert views draw a preset from `presets`. Windows are
+    rendered `windows_per_segment` at a time (consecutive windows of one stretch, one pass of the chain) and
+    spread over that many batches; `workers` DataLoader processes render them."""
 
     presets: list[str]
     preroll_s: float
     offset_jitter_s: float
     clean_anchor_prob: float
+    windows_per_segment: int
     workers: int
 
 
@@ -100,6 +103,8 @@ class TrainParams:
                   (self.queue_size >= 0 and self.patience >= 1, "queue_size >= 0, patience >= 1"),
                   (0 <= self.data.clean_anchor_prob <= 1, "data.clean_anchor_prob must be in [0, 1]"),
                   (self.data.preroll_s >= 0 and self.data.offset_jitter_s >= 0, "data: preroll/jitter >= 0"),
+                  (self.data.windows_per_segment >= 1 and self.data.workers >= 0,
+                   "data.windows_per_segment must be >= 1 and data.workers >= 0"),
                   (bool(self.data.presets) and bool(self.val.presets), "data.presets and val.presets: not empty"),
                   (self.val.query_s >= self.window_s, "val.query_s must be at least one window"),
                   (self.val.segment_s >= self.val.query_s, "val.segment_s must hold a query")]

@@ -1,8 +1,12 @@
-"""Training pairs drawn on the fly: random 1 s windows of `train` tracks, each seen through the concert simulator.
+"""Training pairs drawn on the fly: stretches of `train` tracks, each seen through the concert simulator.
 
-Item i of epoch e is a pure function of (seed, e, i): the same params give the same pairs whatever the number of
-DataLoader workers. Audio is read straight from the catalog FLACs (a seek, not the whole track), so workers hold
-only the banks (RIRs and crowd beds, ~50 MB).
+A *segment* is k = `windows_per_segment` consecutive windows of one random stretch of music, rendered through the
+chain in one pass (one read, one preroll, one condition for k pairs: the chain's fixed costs are paid once per
+k pairs, which is what lets a 2-core machine keep the model busy). A *block* is `batch` segments; batch j of an
+epoch is slot j % k of block j // k: window j % k of every segment of the block. So a batch holds `batch`
+different stretches of music and one segment's windows meet in different steps, never as each other's negatives.
+Segment s of block m of epoch e is a pure function of (seed, e, m, s). Audio is read straight from the catalog
+FLACs (a seek, not the whole track), so workers hold only the banks (RIRs and crowd beds, ~50 MB).
 """
 
 from __future__ import annotations
@@ -52,52 +56,61 @@ def concert_view(music: np.ndarray, preroll: int, rng: np.random.Generator, pres
     return apply_condition(music, cond, banks)[preroll:]
 
 
-class PairDataset:
-    """A map-style dataset of (view_a, view_b), each float32 (window,) at banks.sr; len = steps * batch.
+def draw_music(rng: np.random.Generator, tracks: list[TrackFile], p: np.ndarray, span: int, inner: slice,
+               window: int) -> np.ndarray:
+    """(span,) clean music at a random place (track chosen with probabilities `p`) whose windows in `inner` are
+    all audible; silent stretches (breaks inside a track) are redrawn: a silent window has no song to learn and
+    no level to mix a crowd against."""
+    for _ in range(MAX_DRAWS):
+        track = tracks[int(rng.choice(len(tracks), p=p))]
+        music = read_segment(track, int(rng.integers(0, max(1, track.n_samples - span))), span)
+        core = music[inner]
+        if all(audible(core[j:j + window]) for j in range(0, core.size - window + 1, window)):
+            return music
+    raise RuntimeError(f"training data: {MAX_DRAWS} draws in a row hit silence; is the catalog silent?")
 
-    view_b is a concert view of the window starting at t; view_a is the clean window (probability
-    clean_anchor_prob) or another concert view, starting at t + u, |u| <= offset_jitter_s.
+
+class SegmentSource:
+    """Renders training segments: `segment(rng)` -> (a, b), each float32 (k, window) at banks.sr.
+
+    b[j] is window j of one concert view of the stretch; a[j] is the clean window j shifted by its own u_j
+    (|u_j| <= offset_jitter_s) with probability clean_anchor_prob, else window j of a second concert view (a
+    different condition) of the stretch shifted by one u.
     """
 
     def __init__(self, tracks: list[TrackFile], data: TrainData, sim: SimulateParams, banks: Banks,
-                 window: int, length: int, seed: int) -> None:
+                 window: int) -> None:
         if not tracks:
-            raise ValueError("PairDataset: no training tracks")
-        self.tracks, self.data, self.sim, self.banks = tracks, data, sim, banks
-        self.window, self.length, self.seed = window, length, seed
+            raise ValueError("training data: no training tracks")
+        self.tracks, self.data, self.sim, self.banks, self.window = tracks, data, sim, banks, window
+        self.k = data.windows_per_segment
         self.preroll = int(round(data.preroll_s * banks.sr))
         self.jitter = int(round(data.offset_jitter_s * banks.sr))
-        self.epoch = 0
         weights = np.array([t.n_samples for t in tracks], dtype=np.float64)
         self.p = weights / weights.sum()  # windows uniform over the music, not over the tracks
 
-    def __len__(self) -> int:
-        return self.length
-
-    def draw_music(self, rng: np.random.Generator) -> np.ndarray:
-        """(preroll + window + 2 * jitter,) clean music at a random place; silent stretches (breaks inside a
-        track) are redrawn: a silent window has no song to learn and no level to mix a crowd against."""
-        span = self.preroll + self.window + 2 * self.jitter
-        for _ in range(MAX_DRAWS):
-            track = self.tracks[int(rng.choice(len(self.tracks), p=self.p))]
-            music = read_segment(track, int(rng.integers(0, max(1, track.n_samples - span))), span)
-            if audible(music[self.jitter:-self.jitter or None]):
-                return music
-        raise RuntimeError(f"PairDataset: {MAX_DRAWS} draws in a row hit silence; is the catalog silent?")
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
-        music = self.draw_music(rng)
-        shift = int(rng.integers(-self.jitter, self.jitter + 1)) if self.jitter else 0
-        n = self.preroll + self.window
-        b = concert_view(music[self.jitter:self.jitter + n], self.preroll, rng, self.data.presets, self.sim,
-                         self.banks)
-        a_music = music[self.jitter + shift:self.jitter + shift + n]
+    def segment(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        k, w, pre, jit = self.k, self.window, self.preroll, self.jitter
+        n = pre + k * w
+        music = draw_music(rng, self.tracks, self.p, n + 2 * jit, slice(jit + pre, jit + n), w)
+        view = lambda x: concert_view(x, pre, rng, self.data.presets, self.sim, self.banks)  # noqa: E731
+        b = view(music[jit:jit + n]).reshape(k, w)
         if rng.random() < self.data.clean_anchor_prob:
-            a = np.ascontiguousarray(a_music[self.preroll:], dtype=np.float32)
+            shifts = rng.integers(-jit, jit + 1, size=k) if jit else np.zeros(k, dtype=int)
+            a = np.stack([music[jit + pre + j * w + u:][:w] for j, u in enumerate(shifts)])
         else:
-            a = concert_view(a_music, self.preroll, rng, self.data.presets, self.sim, self.banks)
-        return a, b
+            u = int(rng.integers(-jit, jit + 1)) if jit else 0
+            a = view(music[jit + u:jit + u + n]).reshape(k, w)
+        return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
+
+
+def render_block(source: SegmentSource, seed: int, epoch: int, block: int, batch: int) -> tuple[np.ndarray,
+                                                                                                np.ndarray]:
+    """Block `block` of epoch `epoch`: (a, b), float32 (k, batch, window); segment s from rng (seed, epoch,
+    block, s), so any worker (or DDP rank) renders the same block alike."""
+    pairs = [source.segment(np.random.default_rng([seed, epoch, block, s])) for s in range(batch)]
+    a, b = (np.stack(v, axis=1) for v in zip(*pairs))
+    return a, b
 
 
 def worker_init(_: int) -> None:

@@ -18,7 +18,8 @@ from resonance.model.builders import build_loss
 from resonance.model.embedder import EmbeddingModel
 from resonance.model.losses import MemoryQueue, nt_xent_with_queue
 from resonance.simulate.chain import Banks
-from resonance.train.data import PairDataset, TrackFile, worker_init
+from resonance.train.data import SegmentSource, TrackFile, worker_init
+from resonance.train.stream import PairStream
 from resonance.train.valset import ValSet, retrieval_scores
 
 
@@ -104,25 +105,24 @@ class ContrastiveModule(L.LightningModule):
 
 
 class PairDataModule(L.LightningDataModule):
-    """Train: PairDataset over the train tracks (re-seeded each epoch); val: the ValSet rows in order."""
+    """Train: a PairStream over the train tracks (re-seeded each epoch); val: the ValSet rows in order."""
 
     def __init__(self, params: TrainParams, sim: SimulateParams, banks: Banks, train_tracks: list[TrackFile],
                  valset: ValSet) -> None:
         super().__init__()
         window = round(params.window_s * banks.sr)
         self.params = params
-        self.dataset = PairDataset(train_tracks, params.data, sim, banks, window,
-                                   params.steps_per_epoch * params.batch_size, params.seed)
+        source = SegmentSource(train_tracks, params.data, sim, banks, window)
+        self.dataset = PairStream(source, params.batch_size, params.steps_per_epoch, params.seed)
         self.valset = valset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         self.dataset.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         workers = self.params.data.workers
-        gen = torch.Generator().manual_seed(self.params.seed + self.dataset.epoch)
-        return torch.utils.data.DataLoader(self.dataset, batch_size=self.params.batch_size, shuffle=True,
-                                           generator=gen, num_workers=workers, worker_init_fn=worker_init,
-                                           persistent_workers=False, drop_last=True,
-                                           multiprocessing_context="fork" if workers else None)
+        extra = {"multiprocessing_context": "fork", "worker_init_fn": worker_init,
+                 "prefetch_factor": self.params.data.windows_per_segment + 1} if workers else {}
+        return torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=workers,
+                                           persistent_workers=False, **extra)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         rows = torch.utils.data.TensorDataset(torch.from_numpy(self.valset.audio))

@@ -133,7 +133,15 @@ def _summary(params: TrainParams, trainer: Any, ckpt: Any, module: Any, valset: 
             "steps": int(trainer.global_step), "fit_s": round(fit_s, 1),
             "best_val_top1": round(float(best_score), 4) if best_score is not None else None,
             "val_top1_untrained": round(untrained, 4),
-            "stopped_early": bool(trainer.should_stop and trainer.current_epoch < params.max_epochs)}
+            "stopped_by": _stopped_by(trainer, params)}
+
+
+def _stopped_by(trainer: Any, params: TrainParams) -> str:
+    """Why fit ended: "early_stopping" (no better val top-1 for `patience` epochs), "max_time" or "max_epochs"."""
+    stop = trainer.early_stopping_callback
+    if stop is not None and stop.stopped_epoch > 0:
+        return "early_stopping"
+    return "max_epochs" if trainer.global_step >= params.steps_per_epoch * params.max_epochs else "max_time"
 
 
 def _export(model: Any, params: TrainParams, out_dir: Path, summary: dict[str, Any], logger: Any) -> None:
