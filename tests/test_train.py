@@ -131,6 +131,25 @@ def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(buil
     assert not torch.equal(two.batch_at(3)[1], b1)
 
 
+def test_workers_render_each_block_once_and_yield_the_same_batches(built: dict) -> None:
+    from resonance.train.data import worker_init
+    from resonance.train.stream import PairStream
+
+    params = load_train(built["params"], "fast")
+    sim = load_section(built["params"], "simulate", SimulateParams)
+    banks = load_banks(built["root"] / "banks")
+    source = SegmentSource(catalog_tracks(built["root"] / "catalog", "train"), params.data, sim, banks, 16000)
+    stream = PairStream(source, 3, 7, seed=11)  # 4 blocks of 2 batches, the last one half used
+    alone = list(stream)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2, worker_init_fn=worker_init,
+                                         multiprocessing_context="fork")
+    shared = list(loader)
+    assert len(alone) == len(shared) == 7
+    key = lambda batch: batch[1].numpy().tobytes()  # noqa: E731
+    assert sorted(map(key, alone)) == sorted(map(key, shared))  # the same batches, in another order
+    assert key(shared[0]) == key(alone[0]) and key(shared[1]) == key(alone[2])  # worker 1 starts at block 1
+
+
 def test_segments_are_consecutive_windows_of_one_stretch(built: dict) -> None:
     from dataclasses import replace
 
