@@ -132,7 +132,7 @@ def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(buil
 
 
 def test_workers_render_each_block_once_and_yield_the_same_batches(built: dict) -> None:
-    from resonance.train.data import worker_init
+    from resonance.train.data import worker_context, worker_init
     from resonance.train.stream import PairStream
 
     params = load_train(built["params"], "fast")
@@ -142,7 +142,7 @@ def test_workers_render_each_block_once_and_yield_the_same_batches(built: dict) 
     stream = PairStream(source, 3, 7, seed=11)  # 4 blocks of 2 batches, the last one half used
     alone = list(stream)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2, worker_init_fn=worker_init,
-                                         multiprocessing_context="fork")
+                                         multiprocessing_context=worker_context())
     shared = list(loader)
     assert len(alone) == len(shared) == 7
     key = lambda batch: batch[1].numpy().tobytes()  # noqa: E731

@@ -113,6 +113,17 @@ def render_block(source: SegmentSource, seed: int, epoch: int, block: int, batch
     return a, b
 
 
+def worker_context() -> object:
+    """The multiprocessing context of DataLoader workers: forkserver, with torch and resonance preloaded once in
+    the server. Not a plain fork of the trainer: its threads (MLflow, a Prefect flow's services) would be
+    inherited half-alive, and Prefect's at-exit hook then fails the worker as it exits."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["resonance.train.stream"])
+    return ctx
+
+
 def worker_init(_: int) -> None:
     """One torch thread per DataLoader worker: the cores belong to the model step and the other workers."""
     import torch

@@ -18,7 +18,7 @@ from resonance.model.builders import build_loss
 from resonance.model.embedder import EmbeddingModel
 from resonance.model.losses import MemoryQueue, nt_xent_with_queue
 from resonance.simulate.chain import Banks
-from resonance.train.data import SegmentSource, TrackFile, worker_init
+from resonance.train.data import SegmentSource, TrackFile, worker_context, worker_init
 from resonance.train.stream import PairStream
 from resonance.train.valset import ValSet, retrieval_scores
 
@@ -119,7 +119,7 @@ class PairDataModule(L.LightningDataModule):
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         self.dataset.epoch = self.trainer.current_epoch if self.trainer is not None else 0
         workers = self.params.data.workers
-        extra = {"multiprocessing_context": "fork", "worker_init_fn": worker_init,
+        extra = {"multiprocessing_context": worker_context(), "worker_init_fn": worker_init,
                  "prefetch_factor": self.params.data.windows_per_segment + 1} if workers else {}
         return torch.utils.data.DataLoader(self.dataset, batch_size=None, num_workers=workers,
                                            persistent_workers=False, **extra)
