@@ -1,6 +1,7 @@
 """The banks and queries stages end to end on fixture packages (real .debs, real pyroomacoustics rooms,
 espeak-ng speech), then every preset through the chain, the query sets and the preview."""
 
+import dataclasses
 import hashlib
 import json
 import subprocess
@@ -13,11 +14,11 @@ import pytest
 from resonance.banks.stage import BanksError, load_banks
 from resonance.catalog.manifest import load_manifest
 from resonance.config import QueriesParams, SimulateParams, load_section
-from resonance.evaluate.queries import load_queries
+from resonance.evaluate.queries import flac_loader, load_queries
 from resonance.queries.stage import run as build_queries
 from resonance.simulate.chain import apply_condition, grid_cells, sample_preset
 
-from conftest import ROOT
+from conftest import ROOT, scramble_global_rngs
 
 
 def test_banks_hold_rooms_with_target_rt60_and_crowd_beds(built: dict) -> None:
@@ -46,6 +47,7 @@ def test_every_preset_runs_finite_and_same_length(built: dict) -> None:
         out = apply_condition(music, cond, banks)
         assert out.shape == music.shape and out.dtype == np.float32 and np.isfinite(out).all(), name
         assert np.max(np.abs(out)) <= 1.0 and np.std(out) > 1e-3, name
+        scramble_global_rngs(len(name))  # the draws come from the generator passed in, never global state
         again = apply_condition(music, sample_preset(np.random.default_rng(1), name, preset, sim, banks), banks)
         assert np.array_equal(out, again), f"{name}: same seed, different output"
 
@@ -65,7 +67,8 @@ def test_query_sets_have_ground_truth_and_are_reproducible(built: dict, tmp_path
     headers = build_queries(params, sim, banks, root / "catalog", root / "outside", tmp_path / "q1", progress=False)
     n_cells = len(grid_cells(sim.grid))
     assert n_cells == 2 * 3 * 2
-    assert headers[0]["queries"] == 2 * (2 + 1) * n_cells and headers[0]["out_of_catalog"] == 2 * 1 * n_cells
+    assert headers[0]["queries"] == 2 * (4 + 2) * n_cells and headers[0]["out_of_catalog"] == 2 * 2 * n_cells
+    assert headers[0]["clips"] == (4 + 2) * n_cells  # one rendered clip per excerpt and cell
     queries = load_queries(tmp_path / "q1" / "val")
     tracks = {t.track_id: t for t in load_manifest(root / "catalog")}
     outside = {t.track_id for t in load_manifest(root / "outside")}
@@ -75,12 +78,19 @@ def test_query_sets_have_ground_truth_and_are_reproducible(built: dict, tmp_path
         else:
             assert q.track_id is None and q.condition["source_track"] in outside
         assert q.condition["snr_db"] == q.snr_db and (q.reverb == "dry") == (q.condition["room_class"] is None)
-    import soundfile as sf
-
-    for q in queries[:6]:
-        audio, sr = sf.read(tmp_path / "q1" / "val" / q.audio_path)
-        assert sr == 16000 and abs(len(audio) / sr - q.length_s) < 1e-3 and np.isfinite(audio).all()
-    build_queries(params, sim, banks, root / "catalog", root / "outside", tmp_path / "q2", progress=False)
+    load = flac_loader(tmp_path / "q1" / "val", 16000)
+    by_clip: dict[str, list] = {}
+    for q in queries:
+        by_clip.setdefault(q.audio_path, []).append(q)
+    for clip in list(by_clip.values())[:6]:  # the lengths of one excerpt and cell: prefixes of one recording
+        short, long = sorted(clip, key=lambda q: q.length_s)
+        assert short.excerpt == long.excerpt and short.offset_s == long.offset_s and short.condition == long.condition
+        a, b = load(short), load(long)
+        assert a.size == 16000 * short.length_s and b.size == 16000 * long.length_s and np.isfinite(b).all()
+        assert np.array_equal(a, b[:a.size])
+    assert len({q.excerpt for q in queries}) == 4 + 2
+    one_worker = dataclasses.replace(params, workers=1)  # thread count must not change a single bit
+    build_queries(one_worker, sim, banks, root / "catalog", root / "outside", tmp_path / "q2", progress=False)
     assert _digest(tmp_path / "q1" / "val") == _digest(tmp_path / "q2" / "val"), "same params, other queries"
 
 
@@ -114,24 +124,26 @@ def test_evaluate_cli_writes_report_and_headline_metrics(built: dict, tmp_path: 
                            str(tmp_path / "q" / "val"), "--out", str(tmp_path / "eval"),
                            "--metrics", str(tmp_path / "headline.json")], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "evaluate: landmark: top-1 hit rate by query length" in proc.stdout
+    assert "evaluate: landmark: top-1 by query length: 1 s" in proc.stdout
     for name in ("metrics.json", "report.md", "hit_rate_vs_snr.png", "snr_rt60_heatmap.png"):
         assert (tmp_path / "eval" / name).is_file(), name
     headline = json.loads((tmp_path / "headline.json").read_text())
     assert set(headline) >= {"hit_rate_len1", "hit_rate_len3", "segment_hit_rate_len3", "latency_p50_ms",
-                             "index_bytes_per_hour", "hit_rate_at_target_far"}
+                             "index_bytes_per_hour", "hit_rate_at_far1", "far_at_threshold"}
     assert headline["hit_rate_len3"] >= 0.3  # generated music, +10/-10 dB crowds: easy, not trivial
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["n_out_of_catalog"] == 2 * 1 * len(grid_cells(sim.grid))
+    assert metrics["n_out_of_catalog"] == 2 * 2 * len(grid_cells(sim.grid))
     (tmp_path / "all").mkdir()
     (tmp_path / "eval").rename(tmp_path / "all" / "landmark")
     report = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "phase0_report.py"), "--evaluate",
-                           str(tmp_path / "all"), "--out", str(report)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results_report.py"), "--params",
+                           str(built["params"]), "--evaluate", str(tmp_path / "all"), "--out", str(report),
+                           "--model", str(tmp_path / "no-model")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = report.read_text()
-    assert "| landmark top-1 |" in text and "the `val` split" in text and "each of the 12 grid cells" in text
-    assert (tmp_path / "phase0_hit_rate_vs_snr.png").is_file()
+    assert "| landmark | " in text and "the `val` split" in text and "every one of the 12 grid cells" in text
+    assert "(the embedding is not evaluated yet)" in text and "bootstrap over excerpts" in text
+    assert (tmp_path / "hit_rate_vs_snr.png").is_file()
 
 
 def test_evaluate_unknown_method_is_rejected(built: dict) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resonance.config.catalog import Source
+from resonance.config.loader import ParamsError
 
 
 @dataclass(frozen=True)
@@ -166,18 +167,30 @@ class SimulateParams:
 
 @dataclass(frozen=True)
 class QuerySet:
-    """One evaluation query set: which catalog split its songs come from, how many excerpts per length."""
+    """One evaluation query set: which catalog split its songs come from, how many excerpts of it (`excerpts`)
+    and of never-indexed music (`outside_excerpts`); every excerpt gives a query of each length in each cell."""
 
     split: str
-    excerpts_per_length: int
-    outside_per_length: int
+    excerpts: int
+    outside_excerpts: int
+
+    def __post_init__(self) -> None:
+        if self.excerpts < 1 or self.outside_excerpts < 0:
+            raise ParamsError(f"queries.sets: need excerpts >= 1 and outside_excerpts >= 0, got "
+                              f"{self.excerpts}, {self.outside_excerpts}")
 
 
 @dataclass(frozen=True)
 class QueriesParams:
-    """The `queries` section: excerpt lengths and the query sets (each excerpt under every grid cell)."""
+    """The `queries` section: query lengths (prefixes of one excerpt of the longest length) and the query sets
+    (each excerpt rendered once under every grid cell)."""
 
     seed: int
     lengths_s: list[float]
     workers: int
     sets: dict[str, QuerySet]
+
+    def __post_init__(self) -> None:
+        if not self.lengths_s or min(self.lengths_s) <= 0 or sorted(set(self.lengths_s)) != list(self.lengths_s):
+            raise ParamsError(f"queries.lengths_s: need distinct positive lengths in increasing order, got "
+                              f"{self.lengths_s}")

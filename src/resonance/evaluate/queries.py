@@ -3,9 +3,14 @@
 Layout of a query-set folder:
     queries.json          header: {"format": QUERIES_FORMAT, ...anything else the writer records}
     queries.jsonl         one `Query` per line (fields below)
-    audio/<query_id>.flac mono 16-bit FLAC at the set's sample rate (16 kHz)
+    audio/<clip>.flac     mono 16-bit FLAC at the set's sample rate (16 kHz)
 
-Row fields: query_id (str), audio_path (str, relative to the folder), track_id (str, null = out of catalog),
+A query is the first `length_s` seconds of its audio file: the queries of one excerpt and grid cell share one
+rendered clip of the longest length (a 3 s query is the first 3 s of the 10 s recording), so lengths compare on
+the same music and conditions (paired) and one embedding pass of the clip serves every prefix.
+
+Row fields: query_id (str), audio_path (str, relative to the folder), excerpt (str: the excerpt the clip was cut
+from; queries of one excerpt are not independent, intervals resample excerpts), track_id (str, null = out of catalog),
 offset_s (float: where the excerpt starts in the track, s; null when out of catalog), length_s (float, s),
 snr_db (float, null = no crowd), reverb ("dry" | "hall" | "arena"), rt60_s (float, s), clipping (bool),
 condition (dict: the full sampled simulation parameters, opaque here), in_catalog (bool).
@@ -25,7 +30,7 @@ import numpy as np
 from resonance.errors import ResonanceError
 from resonance.io import read_jsonl, write_json, write_jsonl
 
-QUERIES_FORMAT = 1
+QUERIES_FORMAT = 2
 REVERBS = ("dry", "hall", "arena")
 HEADER_NAME = "queries.json"
 ROWS_NAME = "queries.jsonl"
@@ -41,6 +46,7 @@ class Query:
 
     query_id: str
     audio_path: str
+    excerpt: str
     track_id: str | None
     offset_s: float | None
     length_s: float
@@ -84,6 +90,8 @@ def _check_query(q: Query) -> None:
     path = PurePosixPath(q.audio_path) if isinstance(q.audio_path, str) else None
     if path is None or not q.audio_path or path.is_absolute() or ".." in path.parts:
         raise bad("audio_path", "a path relative to the query-set folder")
+    if not isinstance(q.excerpt, str) or not q.excerpt:
+        raise bad("excerpt", "a non-empty string")
     if q.track_id is not None and (not isinstance(q.track_id, str) or not q.track_id):
         raise bad("track_id", "a non-empty string or null")
     if q.offset_s is not None and (not _is_number(q.offset_s) or q.offset_s < 0):
@@ -165,16 +173,25 @@ def write_query_table(folder: str | Path, queries: Iterable[Query], header: Mapp
 
 
 def flac_loader(folder: str | Path, sr: int) -> Callable[[Query], np.ndarray]:
-    """An `audio_loader` for the harness: reads a query's FLAC as mono float32 (n_samples,) at `sr` Hz.
+    """An `audio_loader` for the harness: a query's audio as mono float32 (n_samples,) at `sr` Hz: the first
+    `length_s` seconds of its FLAC (the last clip read is kept, so the prefixes of one clip read it once).
 
-    The loader raises resonance.audio.AudioError if a file is unreadable or not at `sr` Hz.
+    The loader raises resonance.audio.AudioError if a file is unreadable, not at `sr` Hz, or shorter than the query.
     """
-    from resonance.audio import read_audio
+    from resonance.audio import AudioError, read_audio
 
     root = Path(folder)
+    last: dict[str, np.ndarray] = {}
 
     def load(query: Query) -> np.ndarray:
-        audio, _ = read_audio(root / query.audio_path, sr)
-        return audio
+        if query.audio_path not in last:
+            last.clear()
+            last[query.audio_path] = read_audio(root / query.audio_path, sr)[0]
+        audio = last[query.audio_path]
+        n = int(round(query.length_s * sr))
+        if audio.size < n:
+            raise AudioError(f"{root / query.audio_path}: {audio.size / sr:.2f} s of audio, query "
+                             f"{query.query_id} needs {query.length_s:g} s")
+        return audio[:n]
 
     return load

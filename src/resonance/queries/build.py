@@ -1,4 +1,5 @@
-"""Evaluation queries: random excerpts of indexed (and never-indexed) songs, each under every grid cell.
+"""Evaluation queries: random excerpts of indexed (and never-indexed) songs, each rendered under every grid cell;
+the queries of each length are prefixes of that one rendered clip.
 
 Every random draw comes from a generator seeded by (seed, set, excerpt, cell), so a query does not depend on
 how many others there are or in which order threads render them.
@@ -40,19 +41,19 @@ def set_seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def plan_excerpts(rng: np.random.Generator, tracks: list[Track], track_dir: Path, lengths_s: list[float],
-                  per_length: int, in_catalog: bool, start: int) -> list[Excerpt]:
-    """`per_length` excerpts per length: distinct tracks where there are enough, offsets uniform in each track."""
+def plan_excerpts(rng: np.random.Generator, tracks: list[Track], track_dir: Path, length_s: float, n: int,
+                  in_catalog: bool, start: int) -> list[Excerpt]:
+    """`n` excerpts of `length_s` seconds, spread evenly over the tracks long enough (each track once before any
+    track twice, in a seeded order), at offsets uniform in each track."""
+    fits = [t for t in tracks if t.duration_s >= length_s + 1.0]
+    if not fits:
+        raise ValueError(f"no track is longer than {length_s + 1:g} s to cut a {length_s:g} s excerpt from")
+    order = np.concatenate([rng.permutation(len(fits)) for _ in range(-(-n // len(fits)))])[:n]
     out: list[Excerpt] = []
-    for length_s in lengths_s:
-        fits = [t for t in tracks if t.duration_s >= length_s + 1.0]
-        if not fits:
-            raise ValueError(f"no track is longer than {length_s + 1:g} s to cut a {length_s:g} s excerpt from")
-        picks = rng.choice(len(fits), per_length, replace=per_length > len(fits))
-        for i in picks:
-            t = fits[int(i)]
-            offset = float(np.round(rng.uniform(0.0, t.duration_s - length_s), 3))
-            out.append(Excerpt(start + len(out), t, track_dir, offset, float(length_s), in_catalog))
+    for i in order:
+        t = fits[int(i)]
+        offset = float(np.round(rng.uniform(0.0, t.duration_s - length_s), 3))
+        out.append(Excerpt(start + len(out), t, track_dir, offset, float(length_s), in_catalog))
     return out
 
 
@@ -70,26 +71,29 @@ def read_segment(ex: Excerpt, preroll_s: float) -> tuple[np.ndarray, int]:
     return audio, pre
 
 
-def render_excerpt(ex: Excerpt, set_name: str, seed: int, sim: SimulateParams, banks: Banks,
-                   out_dir: Path) -> list[Query]:
-    """Render one excerpt under every grid cell, write the FLACs, return the queries (ground truth included)."""
+def render_excerpt(ex: Excerpt, set_name: str, seed: int, sim: SimulateParams, banks: Banks, out_dir: Path,
+                   lengths_s: list[float]) -> list[Query]:
+    """Render one excerpt under every grid cell, write one FLAC per cell, and return a query per cell and length
+    in `lengths_s` (each the first length_s seconds of that clip; ground truth included)."""
     from resonance.audio import to_pcm16, write_flac
 
     audio, pre = read_segment(ex, sim.preroll_s)
     queries = []
+    excerpt = f"{set_name}-{ex.index:05d}"
     for c, (cell, snr_db, reverb, clipping) in enumerate(grid_cells(sim.grid)):
         rng = np.random.default_rng([seed, set_seed(set_name), ex.index, c])
         cond = sample_grid_cell(rng, snr_db, reverb, clipping, sim, banks)
         degraded = apply_condition(audio, cond, banks)[pre:]
-        qid = f"{set_name}-{ex.index:05d}-{cell}"
-        rel = f"audio/{qid}.flac"
+        rel = f"audio/{excerpt}-{cell}.flac"
         write_flac(out_dir / rel, to_pcm16(degraded), banks.sr)
-        queries.append(Query(query_id=qid, audio_path=rel, track_id=ex.track.track_id if ex.in_catalog else None,
-                             offset_s=ex.offset_s if ex.in_catalog else None, length_s=ex.length_s,
-                             snr_db=snr_db, reverb=reverb, rt60_s=cond.rt60_s,
-                             clipping=is_clipping(sim.grid, clipping),
-                             condition={**cond.to_dict(), "source_track": ex.track.track_id,
-                                        "source_offset_s": ex.offset_s}, in_catalog=ex.in_catalog))
+        for length_s in lengths_s:
+            queries.append(Query(
+                query_id=f"{excerpt}-{cell}-len{length_s:g}", audio_path=rel, excerpt=excerpt,
+                track_id=ex.track.track_id if ex.in_catalog else None,
+                offset_s=ex.offset_s if ex.in_catalog else None, length_s=float(length_s), snr_db=snr_db,
+                reverb=reverb, rt60_s=cond.rt60_s, clipping=is_clipping(sim.grid, clipping),
+                condition={**cond.to_dict(), "source_track": ex.track.track_id, "source_offset_s": ex.offset_s},
+                in_catalog=ex.in_catalog))
     return queries
 
 

@@ -1,7 +1,8 @@
 """`resonance queries`: the evaluation query sets (one folder per set under the output folder).
 
-Each set draws excerpts of every length from one catalog split (the songs are in the index) and from the
-outside catalog (never indexed: false accepts), and renders each excerpt under every grid cell.
+Each set draws excerpts of the longest query length from one catalog split (the songs are in the index) and from
+the outside catalog (never indexed: false accepts), and renders each excerpt once under every grid cell; the
+shorter queries are prefixes of those clips.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from resonance.simulate.chain import Banks, grid_cells
 
 
 def outside_share(outside: list[Track], params: QueriesParams) -> dict[str, list[Track]]:
-    """Split the outside tracks between the sets (seeded, disjoint, in proportion to outside_per_length)."""
+    """Split the outside tracks between the sets (seeded, disjoint, in proportion to outside_excerpts)."""
     rng = np.random.default_rng([params.seed, 0])
     order = [outside[i] for i in rng.permutation(len(outside))]
-    weights = np.array([s.outside_per_length for s in params.sets.values()], dtype=float)
+    weights = np.array([s.outside_excerpts for s in params.sets.values()], dtype=float)
     edges = np.round(np.cumsum(weights) / weights.sum() * len(order)).astype(int)
     starts = np.concatenate([[0], edges[:-1]])
     return {name: order[a:b] or order for name, a, b in zip(params.sets, starts, edges)}
@@ -38,16 +39,19 @@ def plan_set(name: str, qset: QuerySet, catalog: tuple[list[Track], Path], outsi
     if not pool:
         raise ValueError(f"queries.sets.{name}: the catalog has no `{qset.split}` tracks")
     rng = np.random.default_rng([params.seed, set_seed(name), 1])
-    inside = plan_excerpts(rng, pool, catalog_dir, params.lengths_s, qset.excerpts_per_length, True, 0)
+    clip_s = max(params.lengths_s)
+    inside = plan_excerpts(rng, pool, catalog_dir, clip_s, qset.excerpts, True, 0)
+    if not qset.outside_excerpts:
+        return inside
     rng = np.random.default_rng([params.seed, set_seed(name), 2])
-    out = plan_excerpts(rng, outside[0], outside[1], params.lengths_s, qset.outside_per_length, False, len(inside))
+    out = plan_excerpts(rng, outside[0], outside[1], clip_s, qset.outside_excerpts, False, len(inside))
     return inside + out
 
 
 def render_set(name: str, excerpts: list[Excerpt], params: QueriesParams, sim: SimulateParams, banks: Banks,
                out_dir: Path, progress: bool = True) -> dict:
     """Render every excerpt x grid cell into `out_dir` (atomically swapped in); returns the header."""
-    from tqdm import tqdm
+    from resonance.progress import progress as progress_bar
 
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -56,16 +60,20 @@ def render_set(name: str, excerpts: list[Excerpt], params: QueriesParams, sim: S
     try:
         queries: list[Query] = []
         with ThreadPoolExecutor(max_workers=max(1, params.workers)) as pool, \
-                tqdm(total=len(excerpts) * n_cells, desc=f"queries: {name}", unit="query",
-                     disable=not progress, dynamic_ncols=True) as bar:
-            for qs in pool.map(lambda ex: render_excerpt(ex, name, params.seed, sim, banks, tmp), excerpts):
+                progress_bar(total=len(excerpts) * n_cells, desc=f"queries: {name}", unit="clip",
+                             disable=not progress) as bar:
+            for qs in pool.map(lambda ex: render_excerpt(ex, name, params.seed, sim, banks, tmp, params.lengths_s),
+                                   excerpts):
                 queries += qs
-                bar.update(len(qs))
+                bar.update(n_cells)
         header = {"set": name, "split": excerpts[0].track.split, "sample_rate": banks.sr, "queries": len(queries),
+                  "excerpts": sum(e.in_catalog for e in excerpts),
+                  "outside_excerpts": sum(not e.in_catalog for e in excerpts),
                   "in_catalog": sum(q.in_catalog for q in queries),
                   "out_of_catalog": sum(not q.in_catalog for q in queries),
                   "lengths_s": params.lengths_s, "cells": [c[0] for c in grid_cells(sim.grid)],
-                  "hours": round(sum(q.length_s for q in queries) / 3600, 3)}
+                  "clips": len(excerpts) * n_cells,
+                  "hours": round(len(excerpts) * n_cells * max(params.lengths_s) / 3600, 3)}
         write_query_table(tmp, queries, header)
         replace_dir(tmp, out_dir)
         header["format"] = QUERIES_FORMAT
@@ -90,5 +98,6 @@ def run(params: QueriesParams, sim: SimulateParams, banks: Banks, catalog_dir: P
 def describe(headers: list[dict], out_dir: Path) -> str:
     """One line per set."""
     return "\n".join(f"queries: {h['set']}: {h['queries']} queries ({h['in_catalog']} in catalog, "
-                     f"{h['out_of_catalog']} out of catalog; {h['hours']:.1f} h) -> {out_dir / h['set']}"
+                     f"{h['out_of_catalog']} out of catalog) from {h['excerpts']} + {h['outside_excerpts']} "
+                     f"excerpts, {h['clips']} clips ({h['hours']:.1f} h) -> {out_dir / h['set']}"
                      for h in headers)
