@@ -2,13 +2,15 @@
 
 Real parts only: real FAISS, real audio files decoded by ffmpeg, and a tiny UNTRAINED model of the project's
 `fast` profile. Untrained, it still maps an exact excerpt of an indexed track (starting on a multiple of the
-reference hop) to the very same embeddings, which is what these tests lean on.
+reference hop) to the very same embeddings, which is what these tests lean on. (What a TRAINED model recognizes
+is checked in test_decision.py and test_train.py.)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -28,18 +30,7 @@ from resonance.model.embedder import Embedder, EmbeddingModel, load_model, save_
 from conftest import ROOT, music_clip
 
 SR = 16000
-def _test_params() -> Path:
-    """The project's params with embedding.min_confidence 0: an untrained test model's confidence means nothing."""
-    import tempfile
-
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["embedding"]["min_confidence"] = 0.0
-    path = Path(tempfile.mkdtemp(prefix="resonance-index-params-")) / "params.yaml"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    return path
-
-
-PARAMS = _test_params()
+PARAMS = ROOT / "params.yaml"
 
 
 # --- vote: hand-made neighbour arrays -------------------------------------------------------------------
@@ -144,11 +135,11 @@ def test_save_load_round_trip_gives_the_same_search(model_dir: Path, songs: dict
     method.index.save(tmp_path / "idx")
     method.index.save(tmp_path / "idx")  # overwrite: swapped in whole, nothing left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["index.faiss", "index.json", "tracks.jsonl",
-                                                                    "windows.npz"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ann.faiss", "index.faiss", "index.json",
+                                                                    "tracks.jsonl", "windows.npz"]
     loaded = EmbeddingIndex.load(tmp_path / "idx", method.model_sha256)
     head = json.loads((tmp_path / "idx" / "index.json").read_text())
-    assert head["n_tracks"] == 3 and head["n_windows"] == 69 and head["dim"] == 16 and head["hop_s"] == 0.5
+    assert head["n_tracks"] == 3 and head["n_windows"] == 69 and head["dim"] == 32 and head["hop_s"] == 0.5
     assert head["model_sha256"] == model_sha256(load_model(model_dir))  # same model, same fingerprint
     queries = method.embedder.embed(songs["song_c"][SR:5 * SR], 0.1)
     before, after = method.index.search(queries, 5), loaded.search(queries, 5)
@@ -221,7 +212,7 @@ def test_harness_runs_the_embedding_method(model_dir: Path, songs: dict) -> None
 
     method = _method(model_dir)
     method.build(songs.items(), SR)
-    queries = [Query(f"q{i}", f"{i}.wav", tid, off, 3.0, None, "dry", 0.0, False, {}, True)
+    queries = [Query(f"q{i}", f"{i}.wav", f"e{i}", tid, off, 3.0, None, "dry", 0.0, False, {}, True)
                for i, (tid, off) in enumerate([("song_a", 1.0), ("song_c", 6.5)])]
     clips = {q.query_id: songs[q.track_id][int(q.offset_s * SR): int((q.offset_s + 3) * SR)] for q in queries}
     results = run_queries(method, queries, lambda q: clips[q.query_id], SR)
@@ -237,11 +228,35 @@ def _wav(path: Path, audio: np.ndarray) -> Path:
     return path
 
 
+def _calibrate(model_dir: Path, folder: Path, thresholds: dict[float, float]) -> Path:
+    """A calibration folder for the model: a cohort of generated music windows and the given per-length
+    thresholds (logistic a = 4, b = -4 * threshold: confidence 0.5 at the threshold)."""
+    from resonance.index.calibration import Calibration, LengthCalibration
+
+    embedder = Embedder(load_model(model_dir))
+    cohort = embedder.embed(music_clip(40.0, seed=77, sr=SR))
+    lengths = tuple(LengthCalibration(length, t, 4.0, -4.0 * t, 0.01, 0.5, 10, 10)
+                    for length, t in sorted(thresholds.items()))
+    Calibration(model_sha256(embedder.model), "sequence", "margin", 8, 0.01, lengths, cohort).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def calibration_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Thresholds low enough that an exact excerpt of an indexed song passes at every length."""
+    return _calibrate(model_dir, tmp_path_factory.mktemp("cal") / "calibration", {1.0: -50.0, 3.0: -50.0})
+
+
 def _cli(*args: str) -> int:
     return main(["-q", "--params", str(PARAMS), *args])
 
 
-def test_index_add_then_identify_json(model_dir: Path, songs: dict, tmp_path: Path, capsys) -> None:
+FIELDS = {"file", "track_id", "title", "accepted", "confidence", "offset_s", "reason", "best_guess", "runner_up",
+          "score", "threshold", "duration_s", "latency_ms"}
+
+
+def test_index_add_then_identify_json(model_dir: Path, calibration_dir: Path, songs: dict, tmp_path: Path,
+                                      capsys) -> None:
     files = [_wav(tmp_path / f"{name}.wav", audio) for name, audio in songs.items()]
     idx = tmp_path / "index"
     assert _cli("index", "add", *map(str, files[:2]), "--model", str(model_dir), "--index", str(idx)) == 0
@@ -254,43 +269,106 @@ def test_index_add_then_identify_json(model_dir: Path, songs: dict, tmp_path: Pa
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(np.random.default_rng(0).bytes(5000))
     code = _cli("identify", "--json", str(excerpt), str(corrupt), str(third), "--model", str(model_dir),
-                "--index", str(idx))
+                "--index", str(idx), "--calibration", str(calibration_dir))
     lines = capsys.readouterr().out.strip().splitlines()
     assert code == 1 and len(lines) == 3
     rows = [json.loads(line) for line in lines]
     assert [r["file"] for r in rows] == [str(excerpt), str(corrupt), str(third)]
-    assert set(rows[0]) == {"file", "track_id", "title", "confidence", "offset_s", "latency_ms"}
+    assert set(rows[0]) == FIELDS
     assert rows[0]["track_id"] == "song_b" and rows[0]["title"] == "song_b" and abs(rows[0]["offset_s"] - 6) <= 0.5
-    assert 0 < rows[0]["confidence"] <= 1 and rows[0]["latency_ms"] > 0
+    assert rows[0]["accepted"] is True and rows[0]["reason"] is None and rows[0]["threshold"] == -50.0
+    assert 0.5 < rows[0]["confidence"] <= 1 and rows[0]["latency_ms"] > 0 and rows[0]["duration_s"] == 4.0
+    assert rows[0]["best_guess"]["track_id"] == "song_b" and rows[0]["runner_up"]["track_id"] != "song_b"
     assert set(rows[1]) == {"file", "error"} and rows[1]["error"]
     assert rows[2]["track_id"] == "third" and rows[2]["title"] == "The Third" and abs(rows[2]["offset_s"] - 2.5) <= 0.5
-    assert _cli("identify", str(excerpt), "--model", str(model_dir), "--index", str(idx)) == 0
+    assert _cli("identify", str(excerpt), "--model", str(model_dir), "--index", str(idx),
+                "--calibration", str(calibration_dir)) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{excerpt}: song_b [song_b] at 0:0") and "confidence" in line
 
 
-def test_min_confidence_turns_a_weak_answer_into_no_match(model_dir: Path, songs: dict, tmp_path: Path) -> None:
+def test_the_threshold_is_per_length_and_read_from_the_stored_calibration(model_dir: Path, songs: dict,
+                                                                          tmp_path: Path) -> None:
     from resonance.index.stage import add_files, identify_files
 
-    files = [_wav(tmp_path / f"{name}.wav", audio) for name, audio in songs.items()]
-    add_files(files, None, None, model_dir, tmp_path / "idx")
-    excerpt = _wav(tmp_path / "q.wav", songs["song_a"][2 * SR: 5 * SR])
-    strict = dataclasses.replace(load_section(PARAMS, "embedding", EmbeddingParams), min_confidence=1.0)
-    (row,) = identify_files([excerpt], model_dir, tmp_path / "idx", strict)
-    assert row["track_id"] is None and row["title"] is None and row["offset_s"] is None
-    assert 0 < row["confidence"] < 1.0
+    params = load_section(PARAMS, "embedding", EmbeddingParams)
+    add_files([_wav(tmp_path / f"{n}.wav", a) for n, a in songs.items()], None, None, model_dir, tmp_path / "idx",
+              params)
+    short = _wav(tmp_path / "short.wav", songs["song_a"][2 * SR: 4 * SR])  # 2 s: the 1 s threshold applies
+    long = _wav(tmp_path / "long.wav", songs["song_a"][2 * SR: 6 * SR])  # 4 s: the 3 s threshold applies
+    cal = _calibrate(model_dir, tmp_path / "cal", {1.0: -50.0, 3.0: 1e6})
+    a, b = identify_files([short, long], model_dir, tmp_path / "idx", cal, params)
+    assert a["accepted"] and a["track_id"] == "song_a" and a["threshold"] == -50.0
+    assert not b["accepted"] and b["track_id"] is None and b["title"] is None and b["offset_s"] is None
+    assert b["reason"] == "below_threshold" and b["threshold"] == 1e6 and b["confidence"] < 0.01
+    assert b["best_guess"]["track_id"] == "song_a"  # the best guess is still reported
+    _calibrate(model_dir, cal, {1.0: 1e6, 3.0: -50.0})  # the same clips, the stored thresholds swapped
+    a, b = identify_files([short, long], model_dir, tmp_path / "idx", cal, params)
+    assert not a["accepted"] and b["accepted"] and b["track_id"] == "song_a"
 
 
-def test_missing_index_or_model_is_one_error_line(model_dir: Path, songs: dict, tmp_path: Path, capsys) -> None:
+def test_too_short_and_silent_queries_are_no_match_with_a_reason(model_dir: Path, calibration_dir: Path,
+                                                                 songs: dict, tmp_path: Path) -> None:
+    from resonance.index.stage import add_files, identify_files
+
+    params = load_section(PARAMS, "embedding", EmbeddingParams)
+    add_files([_wav(tmp_path / f"{n}.wav", a) for n, a in songs.items()], None, None, model_dir, tmp_path / "idx",
+              params)
+    clips = {"short": songs["song_a"][: int(0.15 * SR)], "silence": np.zeros(5 * SR),
+             "whisper": 1e-4 * np.random.default_rng(0).standard_normal(5 * SR),
+             "noise_50ms": np.random.default_rng(1).uniform(-0.5, 0.5, int(0.05 * SR))}
+    rows = identify_files([_wav(tmp_path / f"{k}.wav", v) for k, v in clips.items()], model_dir, tmp_path / "idx",
+                          calibration_dir, params)
+    reasons = {Path(r["file"]).stem: r for r in rows}
+    for name, reason in [("short", "too_short"), ("noise_50ms", "too_short"), ("silence", "silent"),
+                         ("whisper", "silent")]:
+        row = reasons[name]
+        assert row["reason"] == reason and row["track_id"] is None and not row["accepted"], name
+        assert row["confidence"] == 0.0 and row["best_guess"] is None, name
+
+
+def test_missing_or_corrupt_parts_are_one_error_line(model_dir: Path, calibration_dir: Path, songs: dict,
+                                                    tmp_path: Path, capsys) -> None:
     clip = _wav(tmp_path / "q.wav", songs["song_a"][: 3 * SR])
-    assert _cli("identify", "--json", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "none")) == 2
+    cal = ["--calibration", str(calibration_dir)]
+    assert _cli("identify", "--json", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "none"),
+                *cal) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1 and "no index here" in captured.err
-    assert _cli("identify", str(clip), "--model", str(tmp_path / "nomodel"), "--index", str(tmp_path)) == 2
+    assert _cli("identify", str(clip), "--model", str(tmp_path / "nomodel"), "--index", str(tmp_path), *cal) == 2
     assert "no index here" in capsys.readouterr().err  # the index is checked before the (slow) model load
     _cli("index", "add", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "idx"))
-    assert _cli("identify", str(clip), "--model", str(tmp_path / "nomodel"), "--index", str(tmp_path / "idx")) == 2
+    assert _cli("identify", str(clip), "--model", str(tmp_path / "nomodel"), "--index", str(tmp_path / "idx"),
+                *cal) == 2
     assert "no model here" in capsys.readouterr().err
+    assert _cli("identify", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "idx"),
+                "--calibration", str(tmp_path / "nocal")) == 2
+    err = capsys.readouterr().err
+    assert "no calibration here" in err and "resonance calibrate" in err
+    broken = tmp_path / "broken"
+    shutil.copytree(calibration_dir, broken)
+    text = (broken / "calibration.json").read_text()
+    (broken / "calibration.json").write_text(text.replace('"threshold": -50.0', '"threshold": -49.0', 1))
+    assert _cli("identify", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "idx"),
+                "--calibration", str(broken)) == 2
+    assert "corrupt calibration" in capsys.readouterr().err
+    (broken / "calibration.json").write_text("{not json")
+    assert _cli("identify", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "idx"),
+                "--calibration", str(broken)) == 2
+    assert "corrupt calibration" in capsys.readouterr().err
+    shutil.copytree(calibration_dir, tmp_path / "flipped")
+    data = bytearray((tmp_path / "flipped" / "cohort.npy").read_bytes())
+    data[-3] ^= 0x10
+    (tmp_path / "flipped" / "cohort.npy").write_bytes(bytes(data))
+    assert _cli("identify", str(clip), "--model", str(model_dir), "--index", str(tmp_path / "idx"),
+                "--calibration", str(tmp_path / "flipped")) == 2
+    assert "corrupt" in capsys.readouterr().err
+    other = _calibrate(model_dir, tmp_path / "other", {1.0: 0.0})
+    save_bundle(_tiny_model(1), tmp_path / "m2" / "model.pt")
+    _cli("index", "add", str(clip), "--model", str(tmp_path / "m2"), "--index", str(tmp_path / "idx2"))
+    assert _cli("identify", str(clip), "--model", str(tmp_path / "m2"), "--index", str(tmp_path / "idx2"),
+                "--calibration", str(other)) == 2
+    assert "calibrated for another model" in capsys.readouterr().err
 
 
 def test_index_add_refuses_unusable_files_and_writes_nothing(model_dir: Path, songs: dict, tmp_path: Path,
@@ -323,6 +401,9 @@ def test_index_build_embeds_every_catalog_track(model_dir: Path, songs: dict, tm
     catalog = tmp_path / "catalog"
     rows = []
     for name, audio in songs.items():
+        if name == "song_b":  # a silent break of 3 s: the windows inside it must never enter the index
+            audio = audio.copy()
+            audio[4 * SR: 7 * SR] = 0.0
         pcm = to_pcm16(audio)
         write_flac(catalog / "audio" / f"{name}.flac", pcm, SR)
         rows.append(Track(name, name.title(), "artist", "pkg", "1.0", f"{name}.ogg", "GPL", audio.size / SR, SR,
@@ -331,19 +412,31 @@ def test_index_build_embeds_every_catalog_track(model_dir: Path, songs: dict, tm
     write_json(catalog / "catalog.json", {"format": CATALOG_FORMAT})
     out = tmp_path / "index"
     assert _cli("index", "build", "--model", str(model_dir), "--catalog", str(catalog), "--out", str(out)) == 0
-    assert capsys.readouterr().out.startswith("index build: 3 tracks, 69 windows, 0.0 h of audio")
+    assert capsys.readouterr().out.startswith("index build: 3 tracks, 64 windows (5 silent ones masked), 0.0 h")
     index = EmbeddingIndex.load(out, model_sha256(load_model(model_dir)))
+    b = index.position("song_b")
+    slots = index.row_slot()[index.row_track() == b]
+    assert index.tracks[b].n_slots == 23 and index.tracks[b].n_windows == 18
+    assert sorted(set(range(23)) - set(slots.tolist())) == [8, 9, 10, 11, 12]  # windows starting 4.0 .. 6.0 s
+    first, rows_of = index.slot_rows()
+    assert (rows_of[first[b] + 8: first[b] + 13] == -1).all() and (rows_of[first[b]: first[b] + 8] >= 0).all()
     assert [(t.track_id, t.title, t.source) for t in index.tracks] == [(n, n.title(), "catalog") for n in songs]
     assert index.tracks[0].duration_s == pytest.approx(12.0)
 
 
-def test_evaluate_makes_the_embedding_method_from_params(model_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_makes_the_embedding_method_from_params(model_dir: Path, calibration_dir: Path, songs: dict,
+                                                         tmp_path: Path) -> None:
     from resonance.evaluate.stage import METHODS, make_method
+    from resonance.index.stage import add_files
 
     params = yaml.safe_load(PARAMS.read_text())
-    params["embedding"].update(model=str(model_dir), min_confidence=0.5, top_k=3)
+    params["embedding"].update(model=str(model_dir), index=str(tmp_path / "idx"), calibration=str(calibration_dir),
+                               top_k=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    add_files([_wav(tmp_path / "a.wav", songs["song_a"])], None, None, model_dir, tmp_path / "idx",
+              load_section(tmp_path / "params.yaml", "embedding", EmbeddingParams))
     method = make_method("embedding", tmp_path / "params.yaml")
     assert "embedding" in METHODS and isinstance(method, EmbeddingMethod) and method.name == "embedding"
-    assert method.config.top_k == 3 and method.config.min_confidence == 0.0  # the evaluation thresholds itself
+    assert method.config.top_k == 3 and method.index.n_windows == 23  # the deployed index, not a new one
+    assert method.calibration is not None and method.calibration.lengths[0].threshold == -50.0
     assert method.model_sha256 == model_sha256(load_model(model_dir))

@@ -1,5 +1,8 @@
 """`resonance index build|add` and `resonance identify`: build the reference index, add files to it, name songs.
 
+`identify` answers with the model, the index and the model's calibration (`resonance calibrate`): one JSON object
+per file (see `identify_files` for the fields and `docs/identify.md` for what confidence means).
+
 Every write goes through `EmbeddingIndex.save` (whole folder, swapped in atomically) under an exclusive lock
 file beside the index (`.NAME.lock`), so two writers never lose each other's tracks. Audio files of any format
 are decoded with ffmpeg to mono float32 at the model's sample rate.
@@ -18,7 +21,7 @@ import numpy as np
 from resonance.audio import AudioError
 from resonance.config.embedding import EmbeddingParams
 from resonance.errors import ResonanceError
-from resonance.index.method import EmbeddingMethod
+from resonance.index.method import EmbeddingMethod, Match
 from resonance.index.store import EmbeddingIndex
 
 SILENCE_DBFS = -60.0  # a file whose whole-file RMS is below this is silent (nothing to index)
@@ -42,14 +45,11 @@ def _write_lock(index_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _method(model_source: str | Path, index_dir: Path, batch: int,
-            params: EmbeddingParams | None = None) -> EmbeddingMethod:
-    """The model loaded into an EmbeddingMethod; without `params` (building only) the query settings are unused."""
+def _method(model_source: str | Path, params: EmbeddingParams) -> EmbeddingMethod:
+    """The model loaded into an EmbeddingMethod configured by `params` (no index, no calibration yet)."""
     from resonance.model.embedder import Embedder, load_model
 
-    config = params or EmbeddingParams(model=str(model_source), index=str(index_dir), query_hop_s=0.1, top_k=1,
-                                       min_confidence=0.0, batch=batch)
-    return EmbeddingMethod(Embedder(load_model(model_source), batch=batch), config)
+    return EmbeddingMethod(Embedder(load_model(model_source), batch=params.batch), params)
 
 
 def _folder_mb(folder: Path) -> float:
@@ -57,19 +57,18 @@ def _folder_mb(folder: Path) -> float:
 
 
 def build_from_catalog(model_source: str | Path, catalog_dir: Path, out_dir: Path, progress: bool,
-                       batch: int = 256) -> dict[str, Any]:
-    """Embed every catalog track (at the model's hop) into a new index at `out_dir`, replacing any old one.
-
-    Returns a summary: tracks, windows, hours (of reference audio), mb (index on disk), seconds, out.
+                       params: EmbeddingParams) -> dict[str, Any]:
+    """Embed every catalog track (at the model's hop, silent windows masked) into a new index at `out_dir`,
+    replacing any old one. Returns a summary: tracks, windows, masked (silent windows left out), hours (of
+    reference audio), mb (index on disk), seconds, out.
     """
-    from tqdm import tqdm
-
     from resonance.audio import read_audio
     from resonance.catalog.manifest import load_manifest
+    from resonance.progress import progress as progress_bar
 
     t0 = time.perf_counter()
     tracks = load_manifest(catalog_dir)
-    method = _method(model_source, out_dir, batch)
+    method = _method(model_source, params)
     rates = {t.sample_rate for t in tracks} - {method.embedder.sr}
     if rates:
         raise IndexInputError(f"{catalog_dir}: tracks at {sorted(rates)} Hz, the model works at "
@@ -77,7 +76,7 @@ def build_from_catalog(model_source: str | Path, catalog_dir: Path, out_dir: Pat
     index = method.new_index()
     method._index = index
     seconds = 0.0
-    bar = tqdm(tracks, desc="index build", unit="track", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(tracks, desc="index build", unit="track", disable=not progress)
     for t in bar:
         audio = read_audio(catalog_dir / t.audio_path, t.sample_rate)[0]
         method.add(t.track_id, audio, title=t.title, source="catalog")
@@ -85,14 +84,17 @@ def build_from_catalog(model_source: str | Path, catalog_dir: Path, out_dir: Pat
         bar.set_postfix(windows=index.n_windows, refresh=False)
     with _write_lock(out_dir):
         index.save(out_dir)
-    return {"tracks": len(index.tracks), "windows": index.n_windows, "hours": seconds / 3600,
-            "mb": _folder_mb(out_dir), "seconds": time.perf_counter() - t0, "out": str(out_dir)}
+    slots = sum(t.n_slots for t in index.tracks)
+    return {"tracks": len(index.tracks), "windows": index.n_windows, "masked": slots - index.n_windows,
+            "hours": seconds / 3600, "mb": _folder_mb(out_dir), "seconds": time.perf_counter() - t0,
+            "out": str(out_dir)}
 
 
 def describe_build(summary: dict[str, Any]) -> str:
     """One line for the terminal."""
-    return (f"index build: {summary['tracks']} tracks, {summary['windows']:,} windows, {summary['hours']:.1f} h "
-            f"of audio, {summary['mb']:.1f} MB, {summary['seconds']:.0f} s -> {summary['out']}")
+    return (f"index build: {summary['tracks']} tracks, {summary['windows']:,} windows ({summary['masked']:,} silent "
+            f"ones masked), {summary['hours']:.1f} h of audio, {summary['mb']:.1f} MB, {summary['seconds']:.0f} s "
+            f"-> {summary['out']}")
 
 
 def _read_reference(path: Path, sr: int, window: int) -> np.ndarray:
@@ -119,7 +121,7 @@ def _title(path: Path) -> str:
 
 
 def add_files(paths: Sequence[str | Path], ids: Sequence[str | None] | None, titles: Sequence[str | None] | None,
-              model_source: str | Path, index_dir: Path, batch: int = 256) -> dict[str, Any]:
+              model_source: str | Path, index_dir: Path, params: EmbeddingParams) -> dict[str, Any]:
     """Index audio files (any format ffmpeg reads) into `index_dir`, creating the index if there is none.
 
     Track id: `ids[i]` or the file stem; title: `titles[i]`, the file's title tag, or the stem. An id already
@@ -135,9 +137,12 @@ def add_files(paths: Sequence[str | Path], ids: Sequence[str | None] | None, tit
     dupes = sorted({t for t in track_ids if track_ids.count(t) > 1})
     if dupes:
         raise IndexInputError(f"index add: track id(s) {dupes} given to more than one file (pass distinct --id)")
-    method = _method(model_source, index_dir, batch)
+    method = _method(model_source, params)
     sr, window = method.embedder.sr, method.embedder.model.window
     audio = [_read_reference(p, sr, window) for p in paths]  # all checked before anything is written
+    for path, a in zip(paths, audio):
+        if not method.usable(a, method.embedder.hop_s).any():
+            raise AudioError(f"{path}: no window of it is loud enough to index (all silent or near-silent)")
     names = [t or _title(p) for t, p in zip(titles, paths)]
     with _write_lock(index_dir):
         if (index_dir / "index.json").is_file():
@@ -152,23 +157,50 @@ def add_files(paths: Sequence[str | Path], ids: Sequence[str | None] | None, tit
             "windows": method.index.n_windows, "index": str(index_dir)}
 
 
-def load_recognizer(model_source: str | Path, index_dir: Path, params: EmbeddingParams) -> EmbeddingMethod:
-    """The model and the index of it, loaded once (ModelError / EmbeddingIndexError when missing)."""
-    index_dir = Path(index_dir)
+def load_recognizer(model_source: str | Path, index_dir: Path, calibration_dir: Path,
+                    params: EmbeddingParams) -> EmbeddingMethod:
+    """The model, its index and its calibration, loaded once (ModelError / EmbeddingIndexError /
+    CalibrationError when one is missing or does not belong to the model)."""
+    from resonance.index.calibration import load_calibration
+
+    index_dir, calibration_dir = Path(index_dir), Path(calibration_dir)
     if not (index_dir / "index.json").is_file():
         EmbeddingIndex.load(index_dir)  # raises the clear "no index here" error before the slow model load
-    method = _method(model_source, index_dir, params.batch, params)
+    load_calibration(calibration_dir)  # likewise: a missing or corrupt calibration is said before loading
+    method = _method(model_source, params)
+    method.calibration = load_calibration(calibration_dir, method.model_sha256)
     method._index = EmbeddingIndex.load(index_dir, method.model_sha256)
     return method
 
 
-def identify_files(paths: Sequence[str | Path], model_source: str | Path, index_dir: Path,
+def identify_files(paths: Sequence[str | Path], model_source: str | Path, index_dir: Path, calibration_dir: Path,
                    params: EmbeddingParams) -> Iterator[dict[str, Any]]:
-    """Load the model and index now (errors raise here), then yield one result per file, in order:
-    {file, track_id (None: no match, confidence < params.min_confidence), title, confidence, offset_s,
-    latency_ms (embedding + search + vote, not decoding)}, or {file, error} for a file that cannot be decoded."""
-    method = load_recognizer(model_source, index_dir, params)
+    """Load the model, index and calibration now (errors raise here), then yield one result per file, in order:
+    {file, track_id and title (the answer; None: no match), accepted, confidence (calibrated probability in
+    [0, 1] that best_guess is right), offset_s (s, where the clip starts in the song), reason (None for an
+    answer, else too_short | silent | no_candidate | below_threshold), best_guess {track_id, title, offset_s} (also
+    when not accepted; None when nothing could be judged), runner_up {track_id, title} (the best other song),
+    score and threshold (the decision score and this clip length's calibrated threshold), duration_s, latency_ms
+    (embedding + search + decision, not decoding)}, or {file, error} for a file that cannot be decoded."""
+    method = load_recognizer(model_source, index_dir, calibration_dir, params)
     return _identify_each(method, [Path(p) for p in paths])
+
+
+def result_row(found: Match, duration_s: float) -> dict[str, Any]:
+    """The JSON fields of one recognition (see `identify_files`)."""
+    def r4(x: float | None) -> float | None:
+        return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+    guess, runner = found.guess, found.runner_up
+    return {"track_id": found.track.track_id if found.track else None,
+            "title": found.track.title if found.track else None, "accepted": found.accepted,
+            "confidence": round(found.confidence, 4),
+            "offset_s": round(found.offset_s, 2) if found.track and found.offset_s is not None else None,
+            "reason": found.reason,
+            "best_guess": None if guess is None else {"track_id": guess.track_id, "title": guess.title,
+                                                      "offset_s": round(found.offset_s or 0.0, 2)},
+            "runner_up": None if runner is None else {"track_id": runner.track_id, "title": runner.title},
+            "score": r4(found.score), "threshold": r4(found.threshold), "duration_s": round(duration_s, 3)}
 
 
 def _identify_each(method: EmbeddingMethod, paths: list[Path]) -> Iterator[dict[str, Any]]:
@@ -184,11 +216,7 @@ def _identify_each(method: EmbeddingMethod, paths: list[Path]) -> Iterator[dict[
         start = time.perf_counter()
         found = method.recognize(audio, sr)
         latency_ms = (time.perf_counter() - start) * 1000.0
-        track = found.track
-        yield {"file": str(path), "track_id": track.track_id if track else None,
-               "title": track.title if track else None, "confidence": round(found.confidence, 4),
-               "offset_s": round(found.offset_s, 2) if found.offset_s is not None else None,
-               "latency_ms": round(latency_ms, 1)}
+        yield {"file": str(path), **result_row(found, audio.size / sr), "latency_ms": round(latency_ms, 1)}
 
 
 def describe_add(summary: dict[str, Any]) -> str:
@@ -198,12 +226,16 @@ def describe_add(summary: dict[str, Any]) -> str:
             f"holds {summary['tracks']} tracks, {summary['windows']:,} windows -> {summary['index']}")
 
 
-def describe_result(result: dict[str, Any], min_confidence: float) -> str:
+def describe_result(result: dict[str, Any]) -> str:
     """One readable line for one `identify_files` result."""
     if "error" in result:
         return f"{result['file']}: error: {result['error']}"
     if result["track_id"] is None:
-        return (f"{result['file']}: no match (confidence {result['confidence']:.2f} < {min_confidence:.2f}; "
+        why = {"too_short": "shorter than one window", "silent": "silent", "no_candidate": "nothing similar",
+               "below_threshold": "not sure enough"}.get(result["reason"] or "", result["reason"])
+        guess = result["best_guess"]
+        maybe = f"; best guess {guess['title']} [{guess['track_id']}]" if guess else ""
+        return (f"{result['file']}: no match ({why}, confidence {result['confidence']:.2f}{maybe}; "
                 f"{result['latency_ms']:.0f} ms)")
     minutes, seconds = divmod(result["offset_s"], 60.0)
     return (f"{result['file']}: {result['title']} [{result['track_id']}] at {int(minutes)}:{seconds:04.1f}, "

@@ -1,31 +1,31 @@
 """The reference index: unit embeddings of reference windows in a FAISS flat inner-product index, plus metadata.
 
 Layout of an index folder (written whole, atomically: see `EmbeddingIndex.save`):
-    index.json     header: format, build_id, dim, window_s, hop_s, n_tracks, n_windows, model_sha256
+    index.json     header: format, build_id, dim, window_s, hop_s, n_tracks, n_windows, model_sha256, and the
+                   sha256 of each file below (checked on load: a truncated or altered file is a clear error)
     index.faiss    faiss.IndexIDMap2(faiss.IndexFlatIP(dim)): one float32 (dim,) unit row per window
     windows.npz    per window, in id order: ids (int64, the FAISS ids), track (int32, position in tracks.jsonl),
-                   start_s (float64, the window's start in its track, seconds); and build_id
-    tracks.jsonl   per track: track_id, title, duration_s (seconds), source (a file path or "catalog"), n_windows
+                   slot (int32: the window's number j in its track, starting at j * hop_s seconds); and build_id
+    tracks.jsonl   per track: track_id, title, duration_s (seconds), source (a file path or "catalog"),
+                   n_windows (windows indexed), n_slots (windows the track has, indexed or masked)
 
-Inner product of unit vectors = cosine similarity, so search scores are in [-1, 1].
+Windows the model cannot judge (silence, near-silence: see `resonance.index.usable`) are masked: they keep their
+slot number but are never added, so they cannot collect votes. Inner product of unit vectors = cosine similarity,
+so search scores are in [-1, 1].
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from resonance.errors import ResonanceError
+from resonance.index.ann import FLAT, AnnSpec
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 FILES = ("index.json", "index.faiss", "windows.npz", "tracks.jsonl")
 
 
@@ -35,13 +35,15 @@ class EmbeddingIndexError(ResonanceError):
 
 @dataclass(frozen=True)
 class TrackInfo:
-    """One indexed track: `duration_s` in seconds; `source` a file path or "catalog"; `n_windows` rows."""
+    """One indexed track: `duration_s` in seconds; `source` a file path or "catalog"; `n_windows` rows indexed of
+    its `n_slots` windows (the others were masked as silent)."""
 
     track_id: str
     title: str
     duration_s: float
     source: str
     n_windows: int
+    n_slots: int
 
 
 class EmbeddingIndex:
@@ -51,32 +53,83 @@ class EmbeddingIndex:
     indexed replaces it. window_s and hop_s (seconds) are the model's reference window length and hop.
     """
 
-    def __init__(self, dim: int, window_s: float, hop_s: float, model_sha256: str) -> None:
+    def __init__(self, dim: int, window_s: float, hop_s: float, model_sha256: str,
+                 ann: AnnSpec | None = None) -> None:
         import faiss
 
         self.dim, self.window_s, self.hop_s, self.model_sha256 = int(dim), float(window_s), float(hop_s), model_sha256
         self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        self.ann_spec = ann or FLAT  # how candidates are proposed (resonance.index.ann); vectors stay exact
+        self._ann: Any = None  # the built structure (None: not built yet, or flat)
+        self.build_id: str | None = None  # of the save it was loaded from
         self.tracks: list[TrackInfo] = []
         self._ids = np.zeros(0, dtype=np.int64)  # sorted ascending (ids only ever grow)
         self._track = np.zeros(0, dtype=np.int32)
-        self._start = np.zeros(0, dtype=np.float64)
+        self._slot = np.zeros(0, dtype=np.int32)
         self._next_id = 0
+        self._vectors: np.ndarray | None = None  # cache of the rows, in id order (see `vectors`)
+        self._slots: tuple[np.ndarray, np.ndarray] | None = None  # cache of `slot_rows`
 
     @property
     def n_windows(self) -> int:
         return int(self._ids.size)
 
+    @property
+    def _start(self) -> np.ndarray:
+        return self._slot.astype(np.float64) * self.hop_s
+
     def nbytes(self) -> int:
         """Bytes of search data held: the vectors plus the per-window metadata."""
-        return self.n_windows * self.dim * 4 + self._ids.nbytes + self._track.nbytes + self._start.nbytes
+        return self.n_windows * self.dim * 4 + self._ids.nbytes + self._track.nbytes + self._slot.nbytes
+
+    def vectors(self) -> np.ndarray:
+        """Every indexed row as float32 (n_windows, dim), in the order of the metadata arrays (read-only)."""
+        if self._vectors is None:
+            import faiss
+
+            flat = faiss.downcast_index(self.faiss.index)
+            rows = faiss.rev_swig_ptr(flat.get_xb(), self.n_windows * self.dim)
+            self._vectors = np.array(rows, dtype=np.float32).reshape(self.n_windows, self.dim)
+            self._vectors.setflags(write=False)
+        return self._vectors
+
+    def slot_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each track's windows are: (first (n_tracks + 1,) int64, rows (sum of n_slots,) int64) such that
+        rows[first[t] + j] is the row of window j of track t in `vectors()`, or -1 when that window is masked."""
+        if self._slots is None:
+            n_slots = np.array([t.n_slots for t in self.tracks], dtype=np.int64)
+            first = np.concatenate([[0], np.cumsum(n_slots)])
+            rows = np.full(int(first[-1]), -1, dtype=np.int64)
+            rows[first[self._track] + self._slot] = np.arange(self.n_windows)
+            self._slots = (first, rows)
+        return self._slots
+
+    def _changed(self, appended: np.ndarray | None = None) -> None:
+        """Drop the caches; rows appended at the end extend the ANN structure, anything else rebuilds it."""
+        self._vectors, self._slots = None, None
+        if appended is not None and self._ann is not None:
+            from resonance.index import ann
+
+            ann.extend(self._ann, appended)
+        else:
+            self._ann = None
+
+    def ann_structure(self) -> Any:
+        """The ANN structure over `vectors()` (built on first use; None for a flat index)."""
+        if self.ann_spec.kind != "flat" and self._ann is None and self.n_windows:
+            from resonance.index import ann
+
+            self._ann = ann.build(self.ann_spec, self.vectors())
+        return self._ann
 
     def position(self, track_id: str) -> int | None:
         """Position of `track_id` in `tracks`, None when it is not indexed."""
         return next((i for i, t in enumerate(self.tracks) if t.track_id == track_id), None)
 
     def add_track(self, track_id: str, title: str, embeddings: np.ndarray, hop_s: float, duration_s: float,
-                  source: str) -> None:
-        """Index a track's windows: embeddings (n, dim) unit rows, window j starting at j * hop_s seconds.
+                  source: str, usable: np.ndarray | None = None) -> None:
+        """Index a track's windows: embeddings (n, dim) unit rows, window j starting at j * hop_s seconds; only
+        the rows where `usable` (n,) bool is True are added (None: all of them).
 
         A track_id already in the index is replaced (its old windows removed), keeping its position.
         """
@@ -85,20 +138,27 @@ class EmbeddingIndex:
             raise ValueError(f"add_track {track_id}: expected (n >= 1, {self.dim}) embeddings, got {emb.shape}")
         if abs(hop_s - self.hop_s) > 1e-9:
             raise ValueError(f"add_track {track_id}: hop_s {hop_s} s differs from the index's {self.hop_s} s")
-        info = TrackInfo(track_id, title, float(duration_s), str(source), int(emb.shape[0]))
+        keep = np.ones(emb.shape[0], dtype=bool) if usable is None else np.asarray(usable, dtype=bool)
+        if keep.shape != (emb.shape[0],):
+            raise ValueError(f"add_track {track_id}: usable must be ({emb.shape[0]},), got {keep.shape}")
+        if not keep.any():
+            raise ValueError(f"add_track {track_id}: no usable window (all silent): nothing to index")
+        info = TrackInfo(track_id, title, float(duration_s), str(source), int(keep.sum()), int(emb.shape[0]))
         pos = self.position(track_id)
+        replaced = pos is not None
         if pos is None:
             pos = len(self.tracks)
             self.tracks.append(info)
         else:
             self._remove_windows(pos)
             self.tracks[pos] = info
-        ids = np.arange(self._next_id, self._next_id + emb.shape[0], dtype=np.int64)
-        self.faiss.add_with_ids(emb, ids)
-        self._next_id += emb.shape[0]
+        ids = np.arange(self._next_id, self._next_id + info.n_windows, dtype=np.int64)
+        self.faiss.add_with_ids(emb[keep], ids)
+        self._next_id += info.n_windows
         self._ids = np.concatenate([self._ids, ids])
         self._track = np.concatenate([self._track, np.full(ids.size, pos, dtype=np.int32)])
-        self._start = np.concatenate([self._start, np.arange(ids.size, dtype=np.float64) * hop_s])
+        self._slot = np.concatenate([self._slot, np.flatnonzero(keep).astype(np.int32)])
+        self._changed(None if replaced else emb[keep])
 
     def remove_track(self, track_id: str) -> None:
         """Drop a track and its windows (KeyError if absent); later tracks move up one position."""
@@ -108,148 +168,100 @@ class EmbeddingIndex:
         self._remove_windows(pos)
         del self.tracks[pos]
         self._track[self._track > pos] -= 1
+        self._changed()
+
+    def subset(self, track_ids: list[str]) -> EmbeddingIndex:
+        """A new in-memory index holding only `track_ids` (in that order; KeyError for one not indexed)."""
+        out = EmbeddingIndex(self.dim, self.window_s, self.hop_s, self.model_sha256, self.ann_spec)
+        first, rows = self.slot_rows()
+        vectors = self.vectors()
+        for track_id in track_ids:
+            pos = self.position(track_id)
+            if pos is None:
+                raise KeyError(track_id)
+            info = self.tracks[pos]
+            slots = rows[first[pos]:first[pos + 1]]
+            emb = np.zeros((info.n_slots, self.dim), dtype=np.float32)
+            emb[slots >= 0] = vectors[slots[slots >= 0]]
+            out.add_track(info.track_id, info.title, emb, self.hop_s, info.duration_s, info.source, slots >= 0)
+        return out
 
     def _remove_windows(self, pos: int) -> None:
         gone = self._track == pos
         if gone.any():
             self.faiss.remove_ids(np.ascontiguousarray(self._ids[gone]))
         keep = ~gone
-        self._ids, self._track, self._start = self._ids[keep], self._track[keep], self._start[keep]
+        self._ids, self._track, self._slot = self._ids[keep], self._track[keep], self._slot[keep]
+
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k reference windows of each query row: queries (m, dim) unit rows -> (scores (m, k) float32 cosine,
+        best first; rows (m, k) int64 rows of `vectors()`, -1 where there is no k-th neighbour, score -inf)."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"search: expected (m, {self.dim}) queries, got {q.shape}")
+        if k < 1:
+            raise ValueError(f"search: k must be >= 1, got {k}")
+        if q.shape[0] == 0:
+            return np.zeros((0, k), dtype=np.float32), np.zeros((0, k), dtype=np.int64)
+        structure = self.ann_structure()
+        if structure is not None:
+            from resonance.index import ann
+
+            scores, rows = ann.search(structure, self.ann_spec, q, k)
+            found = rows >= 0
+        else:
+            scores, labels = self.faiss.search(q, k)
+            found = labels >= 0
+            rows = np.where(found, np.searchsorted(self._ids, labels), -1)
+        return np.where(found, scores, -np.inf).astype(np.float32), rows.astype(np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-k reference windows of each query row: queries (m, dim) unit rows ->
         (scores (m, k) float32 cosine, best first; track_idx (m, k) int64 positions in `tracks`;
         start_s (m, k) float64 seconds). Missing neighbours (k > n_windows) get score -inf, track -1, start nan.
         """
-        q = np.ascontiguousarray(queries, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"search: expected (m, {self.dim}) queries, got {q.shape}")
-        if k < 1:
-            raise ValueError(f"search: k must be >= 1, got {k}")
-        scores, labels = self.faiss.search(q, k)
-        found = labels >= 0
-        pos = np.where(found, np.searchsorted(self._ids, labels), self._ids.size)  # size: the "none" slot below
-        track = np.append(self._track, -1).astype(np.int64)[pos]
-        start = np.append(self._start, np.nan)[pos]
-        return np.where(found, scores, -np.inf).astype(np.float32), track, start
+        scores, rows = self.search_rows(queries, k)
+        track = np.append(self._track, -1).astype(np.int64)[rows]
+        start = np.append(self._start, np.nan)[rows]
+        return scores, track, start
+
+    def row_track(self) -> np.ndarray:
+        """(n_windows,) int32: the track position of every row of `vectors()`."""
+        return self._track
+
+    def row_slot(self) -> np.ndarray:
+        """(n_windows,) int32: the window number of every row in its track (it starts at slot * hop_s s)."""
+        return self._slot
 
     def header(self, build_id: str) -> dict[str, Any]:
         return {"format": INDEX_FORMAT, "build_id": build_id, "dim": self.dim, "window_s": self.window_s,
                 "hop_s": self.hop_s, "n_tracks": len(self.tracks), "n_windows": self.n_windows,
-                "model_sha256": self.model_sha256, "next_id": self._next_id}
+                "model_sha256": self.model_sha256, "next_id": self._next_id, "ann": self.ann_spec.to_dict()}
 
     def save(self, folder: str | Path) -> None:
-        """Write the index folder whole: built in a temp folder beside it, then swapped in (see `swap_in`).
+        """Write the index folder whole, atomically (`resonance.index.persist.save_index`)."""
+        from resonance.index.persist import save_index
 
-        A crash leaves the previous index (or none) intact; readers see the old or the new index.
-        """
-        import faiss
-
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}.", dir=folder.parent))
-        try:
-            build_id = uuid.uuid4().hex
-            faiss.write_index(self.faiss, str(tmp / "index.faiss"))
-            np.savez(tmp / "windows.npz", ids=self._ids, track=self._track, start_s=self._start,
-                     build_id=np.array(build_id))
-            with open(tmp / "tracks.jsonl", "w") as fh:
-                fh.writelines(json.dumps(asdict(t)) + "\n" for t in self.tracks)
-            (tmp / "index.json").write_text(json.dumps(self.header(build_id), indent=2) + "\n")
-            for name in FILES:
-                with open(tmp / name, "rb") as fh:
-                    os.fsync(fh.fileno())
-            os.chmod(tmp, 0o755)
-            swap_in(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_index(self, Path(folder))
 
     @classmethod
     def load(cls, folder: str | Path, model_sha256: str | None = None, attempts: int = 3) -> EmbeddingIndex:
-        """Read an index folder; with `model_sha256`, EmbeddingIndexError unless it was built with that model.
+        """Read an index folder (`resonance.index.persist.load_index`); with `model_sha256`, EmbeddingIndexError
+        unless it was built with that model."""
+        from resonance.index.persist import load_index
 
-        The parts of one save share a build id; a read that straddles a concurrent swap is retried.
-        """
-        folder = Path(folder)
-        if not (folder / "index.json").is_file():
-            raise EmbeddingIndexError(f"{folder}: no index here (build one with `resonance index build`, or "
-                                      f"`resonance index add FILE`, or pass --index)")
-        for attempt in range(attempts):
-            try:
-                index = cls._read(folder)
-                break
-            except _TornRead:
-                if attempt == attempts - 1:
-                    raise EmbeddingIndexError(f"{folder}: its files belong to different saves (being rewritten "
-                                              f"concurrently?); try again") from None
-        if model_sha256 is not None and index.model_sha256 != model_sha256:
-            raise EmbeddingIndexError(
-                f"{folder}: built with another model (sha256 {index.model_sha256[:12]}..., this model is "
-                f"{model_sha256[:12]}...): rebuild it with `resonance index build`, or pass the matching --model")
-        return index
+        return load_index(Path(folder), model_sha256, attempts)
 
     @classmethod
-    def _read(cls, folder: Path) -> EmbeddingIndex:
-        import faiss
-
-        try:
-            head = json.loads((folder / "index.json").read_text())
-            if head.get("format") != INDEX_FORMAT:
-                raise EmbeddingIndexError(f"{folder}: index format {head.get('format')!r}, this code reads "
-                                          f"{INDEX_FORMAT}: rebuild it with `resonance index build`")
-            index = cls(head["dim"], head["window_s"], head["hop_s"], head["model_sha256"])
-            with np.load(folder / "windows.npz") as npz:
-                if str(npz["build_id"]) != head["build_id"]:
-                    raise _TornRead
-                index._ids, index._track, index._start = npz["ids"], npz["track"], npz["start_s"]
-            index.faiss = faiss.read_index(str(folder / "index.faiss"))
-            with open(folder / "tracks.jsonl") as fh:
-                index.tracks = [TrackInfo(**json.loads(line)) for line in fh if line.strip()]
-            index._next_id = int(head["next_id"])
-            if json.loads((folder / "index.json").read_text()).get("build_id") != head["build_id"]:
-                raise _TornRead  # swapped while we read: some parts may come from the new save
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            if not (folder / "index.json").is_file():
-                raise _TornRead from None  # swapped out under us
-            raise EmbeddingIndexError(f"{folder}: corrupt index ({type(exc).__name__}: {exc}); rebuild it") from None
-        consistent = (index.faiss.ntotal == index.n_windows == head["n_windows"] and index.faiss.d == index.dim
-                      and len(index.tracks) == head["n_tracks"] and index._track.size == index._start.size)
-        if not consistent:
-            raise _TornRead
+    def from_arrays(cls, head: dict[str, Any], faiss_index: Any, ids: np.ndarray, track: np.ndarray,
+                    slot: np.ndarray, tracks: list[TrackInfo]) -> EmbeddingIndex:
+        """An index from its saved parts (header fields dim, window_s, hop_s, model_sha256, next_id)."""
+        index = cls(head["dim"], head["window_s"], head["hop_s"], head["model_sha256"], AnnSpec(**head["ann"]))
+        index.faiss, index.tracks, index._next_id = faiss_index, tracks, int(head["next_id"])
+        index.build_id = head.get("build_id")
+        index._ids, index._track, index._slot = ids.astype(np.int64), track.astype(np.int32), slot.astype(np.int32)
         return index
 
-
-class _TornRead(Exception):
-    """The files read come from two different saves."""
-
-
-def swap_in(new_dir: Path, target: Path) -> None:
-    """Put the fully written folder `new_dir` at `target`, replacing any folder there, atomically on Linux.
-
-    An existing target is exchanged with `new_dir` in one renameat2(RENAME_EXCHANGE) call (no moment without an
-    index), then the old copy (now at `new_dir`) is removed by the caller. Where that call is unavailable it falls
-    back to `resonance.io.replace_dir` (a brief moment without `target`).
-    """
-    if not target.exists():
-        os.replace(new_dir, target)
-        return
-    if _exchange(new_dir, target):
-        return
-    from resonance.io import replace_dir
-
-    replace_dir(new_dir, target)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False when not supported here."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = renameat2(at_fdcwd, os.fsencode(a.resolve()), at_fdcwd, os.fsencode(b.resolve()), rename_exchange)
-    return rc == 0
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-window metadata arrays as saved in windows.npz (ids, track, slot)."""
+        return {"ids": self._ids, "track": self._track, "slot": self._slot}
