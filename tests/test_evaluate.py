@@ -15,20 +15,15 @@ from scipy.signal import fftconvolve
 
 from resonance.audio import to_pcm16, write_flac
 from resonance.chromaprint import ChromaprintConfig
-from resonance.evaluate.harness import (
-    QueryResult,
-    cell_key,
-    compute_metrics,
-    evaluate,
-    flatten_metrics,
-    open_set_metrics,
-)
+from resonance.config import load_section
+from resonance.evaluate.harness import QueryResult, cell_key
 from resonance.evaluate.methods import (
     ChromaprintMethod,
     LandmarkMethod,
     Method,
     build_reference,
 )
+from resonance.evaluate.metrics import compute_metrics, evaluate, flatten_metrics, open_set_metrics
 from resonance.evaluate.queries import (
     QuerySetError,
     flac_loader,
@@ -40,14 +35,12 @@ from resonance.evaluate.stats import accept_rate, threshold_at_far, wilson_inter
 from resonance.landmark.peaks import LandmarkConfig
 from resonance.simulate.mix import mix_at_snr
 
-from conftest import music_clip
+from conftest import ROOT, music_clip
 
 SR = 16000
 TRACK_S = 25.0
 LENGTHS_S = (4.0, 8.0)
-LANDMARK = LandmarkConfig(sr=SR, n_fft=512, hop=256, fmin_hz=100.0, fmax_hz=6000.0, floor_db=-90.0,
-                          peak_time_frames=9, peak_freq_bins=15, peaks_per_s=30.0, fan_out=8,
-                          dt_min_frames=1, dt_max_frames=63, df_max_bins=63)
+LANDMARK = load_section(ROOT / "params.yaml", "landmark", LandmarkConfig)  # the real settings, as evaluated
 MIN_VOTES = 25.0  # a fixed landmark operating point (see test_landmark.py)
 # name: (snr_db, reverb, rt60_s, clipping)
 CONDITIONS = {"clean": (None, "dry", 0.0, False), "crowd": (10.0, "dry", 0.0, False),
@@ -89,7 +82,7 @@ def query_dir(tmp_path_factory: pytest.TempPathFactory, catalog: dict[str, np.nd
             cond: str) -> None:
         snr_db, reverb, rt60_s, clipping = CONDITIONS[cond]
         write_flac(folder / "audio" / f"{qid}.flac", to_pcm16(degrade(audio, snr_db, rt60_s, clipping, rng)), SR)
-        rows.append({"query_id": qid, "audio_path": f"audio/{qid}.flac", "track_id": track_id,
+        rows.append({"query_id": qid, "audio_path": f"audio/{qid}.flac", "excerpt": qid, "track_id": track_id,
                      "offset_s": offset_s, "length_s": length_s, "snr_db": snr_db, "reverb": reverb,
                      "rt60_s": rt60_s, "clipping": clipping, "condition": {"name": cond, "seed": 0},
                      "in_catalog": track_id is not None})
@@ -105,7 +98,7 @@ def query_dir(tmp_path_factory: pytest.TempPathFactory, catalog: dict[str, np.nd
             stranger = music_clip(length_s, seed=200 + k + int(length_s), sr=SR)
             add(f"stranger-{k}-{length_s:g}", stranger, None, None, length_s, "clean" if k % 2 else "crowd")
     (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (folder / "queries.json").write_text(json.dumps({"format": 1, "sr": SR}))
+    (folder / "queries.json").write_text(json.dumps({"format": 2, "sr": SR}))
     return folder
 
 
@@ -132,7 +125,7 @@ def test_wilson_interval_rejects_bad_input() -> None:
 
 
 def result(**kw: Any) -> QueryResult:
-    base = dict(query_id="q", track_id="a", offset_s=10.0, length_s=5.0, snr_db=0.0, reverb="hall", rt60_s=1.5,
+    base = dict(query_id="q", excerpt="e", track_id="a", offset_s=10.0, length_s=5.0, snr_db=0.0, reverb="hall", rt60_s=1.5,
                 clipping=False, in_catalog=True, predicted_track_id="a", predicted_offset_s=10.0, score=1.0,
                 latency_ms=2.0)
     return QueryResult(**{**base, **kw})
@@ -214,11 +207,12 @@ def test_write_query_table_round_trips(tmp_path: Path, query_dir: Path) -> None:
     queries = load_queries(tmp_path / "q")
     assert write_query_table(tmp_path / "q", queries, {"sr": SR}) == len(queries)
     assert load_queries(tmp_path / "q") == queries
-    assert json.loads((tmp_path / "q" / "queries.json").read_text())["format"] == 1
+    assert json.loads((tmp_path / "q" / "queries.json").read_text())["format"] == 2
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda h, rows: h.update(format=2), "format 2"),
+    (lambda h, rows: h.update(format=1), "format 1"),
+    (lambda h, rows: rows[2].update(excerpt=""), "'excerpt'"),
     (lambda h, rows: h.pop("format"), "format None"),
     (lambda h, rows: rows[3].update(reverb="cave"), r"row 4.*'reverb'"),
     (lambda h, rows: rows[0].pop("snr_db"), r"row 1.*missing field.*snr_db"),

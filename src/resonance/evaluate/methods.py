@@ -26,11 +26,14 @@ class Identification:
 
     track_id: the best reference track, None for "no match". offset_s: where the query starts in that track
     (seconds; None when there is no match or the method does not locate). score: confidence, higher is better.
+    accepted: the method's own open-set decision (its threshold chosen on the val queries), None for a method that
+    leaves the operating point to the harness.
     """
 
     track_id: str | None
     offset_s: float | None
     score: float
+    accepted: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.score, numbers.Real) or isinstance(self.score, bool) or math.isnan(self.score):

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from resonance.evaluate.harness import flatten_metrics
+from resonance.evaluate.metrics import flatten_metrics
 from resonance.io import atomic_open, atomic_path, write_json
 
 METRICS_NAME = "metrics.json"
@@ -62,6 +62,10 @@ def _snr_text(snr_db: float | None) -> str:
     return "none" if snr_db is None else f"{snr_db:g} dB"
 
 
+def _far_text(rates: Mapping[str, Any]) -> str:
+    return "–" if rates.get("far") is None else f"{rates['far']:.3f}"
+
+
 def render_markdown(metrics: dict[str, Any]) -> str:
     """The human-readable report: hit rates per length x condition, open set, latency and index size."""
     s = metrics["settings"]
@@ -69,7 +73,7 @@ def render_markdown(metrics: dict[str, Any]) -> str:
              f"{metrics['n_queries']} queries ({metrics['n_in_catalog']} in the catalog, "
              f"{metrics['n_out_of_catalog']} out of it). Hit: the predicted track is the true one; segment hit: "
              f"also within ±{s['segment_tolerance_s']:g} s of the true offset. Brackets: "
-             f"{100 * s['confidence']:g}% Wilson intervals. SNR none = no crowd.", "",
+             f"{100 * s['confidence']:g}% intervals ({s.get('intervals', 'Wilson')}). SNR none = no crowd.", "",
              "## Hit rate per query length and condition", "",
              "| length | SNR | reverb | RT60 (s) | clipping | hit rate | segment hit rate | n |",
              "|---|---|---|---|---|---|---|---|"]
@@ -84,7 +88,9 @@ def render_markdown(metrics: dict[str, Any]) -> str:
                      f"| **{_rate(overall, 'segment')}** | {0 if overall is None else overall['n']} |")
     lines += ["", "## Open set (out-of-catalog queries)", ""]
     open_set = metrics["open_set"]
-    points = [(f"{100 * open_set['target_far']:g}% false accepts", open_set["at_target_far"]),
+    points = [("the method's own decision (thresholds per length chosen on val)", open_set.get("at_decision")),
+              (f"{100 * open_set['target_far']:g}% false accepts (threshold chosen on this set)",
+               open_set["at_target_far"]),
               ("fixed score threshold", open_set["at_score_threshold"])]
     if all(point is None for _, point in points):
         lines.append("No out-of-catalog queries and no fixed threshold: no operating point.")
@@ -93,15 +99,18 @@ def render_markdown(metrics: dict[str, Any]) -> str:
             continue
         far = point.get("far")
         far_text = "–" if far is None else f"{far:.3f} [{point['far_ci'][0]:.3f}, {point['far_ci'][1]:.3f}]"
-        lines += [f"**At {title}**: score threshold {point['threshold']:.6g}, false-accept rate {far_text} "
+        threshold = "" if point.get("threshold") is None else f"score threshold {point['threshold']:.6g}, "
+        lines += [f"**At {title}**: {threshold}false-accept rate {far_text} "
                   f"(n = {point['n_out']}), hit rate {_rate(point['all'], 'hit')}.", "",
-                  "| length | hit rate at threshold | segment hit rate at threshold |", "|---|---|---|"]
-        lines += [f"| {lk[3:]} s | {_rate(r, 'hit')} | {_rate(r, 'segment')} |" for lk, r in point["by_length"].items()]
+                  "| length | accepted and right | segment | false accepts |", "|---|---|---|---|"]
+        lines += [f"| {lk[3:]} s | {_rate(r, 'hit') if 'n' in r else '–'} | "
+                  f"{_rate(r, 'segment') if 'n' in r else '–'} | {_far_text(r)} |"
+                  for lk, r in point["by_length"].items()]
         lines.append("")
     index = metrics["index"]
     lines += ["## Latency and index size", "", "| length | p50 (ms) | p95 (ms) | queries |", "|---|---|---|---|"]
     lines += [f"| {b['length_s']:g} s | {b['latency_ms']['p50']:.1f} | {b['latency_ms']['p95']:.1f} "
-              f"| {b['latency_ms']['n']} |" for b in metrics["by_length"].values()]
+              f"| {b['latency_ms']['n']} |" for b in metrics["by_length"].values() if b["latency_ms"]]
     lines += ["", f"Index: {index['bytes']:,} bytes for {index['reference_s'] / 3600:.3f} h of reference audio "
               f"= {index['bytes_per_hour'] / 1e6:.3f} MB per hour.", ""]
     return "\n".join(lines)

@@ -74,3 +74,40 @@ def score_summary(scores: np.ndarray) -> dict[str, float | int] | None:
         return None
     p5, p50, p95 = np.percentile(x, [5, 50, 95])
     return {"p5": float(p5), "p50": float(p50), "p95": float(p95), "max": float(x.max()), "n": int(x.size)}
+
+
+class ClusterBootstrap:
+    """Percentile intervals of hit rates that respect how queries were drawn: resample whole excerpts.
+
+    The queries cut from one excerpt (its lengths, its grid cells) share the music and are not independent, so
+    the unit of resampling is the excerpt (a cluster): `n_samples` bootstrap draws of the excerpts with
+    replacement, fixed once from `seed` and shared by every subset of queries (each cell, length, method), so
+    intervals of different subsets and methods come from the same draws and differences are paired.
+    """
+
+    def __init__(self, clusters: list[str], n_samples: int, seed: int) -> None:
+        if n_samples < 10:
+            raise ValueError(f"ClusterBootstrap: n_samples must be >= 10, got {n_samples}")
+        self.names = sorted(set(clusters))
+        self.position = {name: i for i, name in enumerate(self.names)}
+        rng = np.random.default_rng(seed)
+        n = len(self.names)
+        self.weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples).astype(np.float64)  # (B, n)
+
+    def _per_cluster(self, clusters: list[str], values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.array([self.position[c] for c in clusters], dtype=np.int64)
+        n = len(self.names)
+        return (np.bincount(idx, weights=values, minlength=n), np.bincount(idx, minlength=n).astype(np.float64))
+
+    def interval(self, clusters: list[str], values: np.ndarray, confidence: float) -> tuple[float, float]:
+        """(lo, hi) of the mean of `values` (n,) (hits as 0/1) over the queries, with their `clusters` (n,)."""
+        sums, counts = self._per_cluster(clusters, np.asarray(values, dtype=np.float64))
+        total = self.weights @ counts
+        means = (self.weights @ sums)[total > 0] / total[total > 0]
+        lo, hi = np.percentile(means, [50 * (1 - confidence), 50 * (1 + confidence)])
+        return float(lo), float(hi)
+
+    def difference(self, clusters: list[str], a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float]:
+        """(lo, hi) of mean(a) - mean(b) for paired values (n,) of the same queries (e.g. two methods)."""
+        return self.interval(clusters, np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64),
+                             confidence)
