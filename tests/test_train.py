@@ -48,8 +48,14 @@ def test_fast_run_writes_model_onnx_curves_and_summary(trained: dict) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     summary = json.loads((out / "train.json").read_text())
     fast = load_train(trained["params"], "fast")
-    assert summary["steps"] == fast.steps_per_epoch * fast.max_epochs and summary["epochs"] == fast.max_epochs
-    assert summary["stopped_by"] == "max_epochs"
+    assert summary["stopped_by"] in ("max_epochs", "early_stopping")
+    assert summary["steps"] == summary["history"][-1]["step"]  # a step count, never the wall clock
+    assert summary["steps"] % fast.steps_per_epoch == 0 and summary["steps"] <= fast.steps_per_epoch * fast.max_epochs
+    if summary["stopped_by"] == "max_epochs":
+        assert summary["steps"] == fast.steps_per_epoch * fast.max_epochs
+    assert len(summary["history"]) == summary["steps"] // fast.steps_per_epoch  # one validation per epoch
+    best = max(summary["history"], key=lambda h: h["window_recall"])
+    assert summary["best_val_window_recall"] == round(best["window_recall"], 4)  # the checkpoint it kept
     assert 0.0 <= summary["best_val_top1"] <= 1.0 and summary["onnx_max_abs_diff"] < 1e-4
     headline = json.loads((trained["root"] / "train_metrics.json").read_text())
     assert headline["best_val_top1"] == summary["best_val_top1"]
@@ -88,30 +94,10 @@ def test_model_round_trips_through_mlflow_registry_and_onnx(trained: dict) -> No
     assert info.signature is not None and tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 16000)
 
 
-def test_views_of_a_window_are_closer_than_other_windows_after_fast_training(trained: dict) -> None:
-    params = load_train(trained["params"], "fast")
-    sim = load_section(trained["params"], "simulate", SimulateParams)
-    banks = load_banks(trained["built"]["root"] / "banks")
-    tracks = catalog_tracks(trained["built"]["root"] / "catalog", "train")
-    a, b = (torch.from_numpy(v[0]) for v in render_block(SegmentSource(tracks, params.data, sim, banks, 16000),
-                                                         99, 0, 0, 24))
-    from resonance.train.module import build_model
-
-    def margin(model: torch.nn.Module) -> float:
-        """Mean cosine of the two views of a window minus mean cosine of views of different windows."""
-        with torch.inference_mode():
-            sims = model.eval()(a) @ model(b).T
-        return float(sims.diag().mean() - (sims.sum() - sims.diag().sum()) / (24 * 23))
-
-    torch.manual_seed(params.seed)
-    untrained, trained_margin = margin(build_model(params)), margin(load_model(trained["model"]))
-    assert trained_margin > 0.004 and trained_margin > untrained + 0.004, (trained_margin, untrained)
-
-
 def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(built: dict) -> None:
     from resonance.train.stream import PairStream
 
-    params = load_train(built["params"], "fast")
+    params = _two_windows(load_train(built["params"], "fast"))
     sim = load_section(built["params"], "simulate", SimulateParams)
     banks = load_banks(built["root"] / "banks")
     tracks = catalog_tracks(built["root"] / "catalog", "train")
@@ -131,11 +117,18 @@ def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(buil
     assert not torch.equal(two.batch_at(3)[1], b1)
 
 
+def _two_windows(params):
+    """The params with segments of 2 windows (so a block is 2 batches: the layouts below are written for it)."""
+    import dataclasses
+
+    return dataclasses.replace(params, data=dataclasses.replace(params.data, windows_per_segment=2))
+
+
 def test_workers_render_each_block_once_and_yield_the_same_batches(built: dict) -> None:
     from resonance.train.data import worker_context, worker_init
     from resonance.train.stream import PairStream
 
-    params = load_train(built["params"], "fast")
+    params = _two_windows(load_train(built["params"], "fast"))
     sim = load_section(built["params"], "simulate", SimulateParams)
     banks = load_banks(built["root"] / "banks")
     source = SegmentSource(catalog_tracks(built["root"] / "catalog", "train"), params.data, sim, banks, 16000)

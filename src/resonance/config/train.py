@@ -16,14 +16,42 @@ from resonance.config.loader import ParamsError, build, load_params
 
 
 @dataclass(frozen=True)
+class TrainConditions:
+    """Concert views with independent draws (`data.views: independent`): a room class by `rooms` (class ->
+    probability; `dry` = no room), a crowd SNR uniform in `snr_db` (no crowd with `no_crowd_prob`), a reverberant
+    crowd share in `crowd_wet`, and a phone clip mode by `clip_mode_probs`."""
+
+    rooms: dict[str, float]
+    snr_db: list[float]
+    no_crowd_prob: float
+    crowd_wet: list[float]
+    clip_mode_probs: dict[str, float]
+
+
+@dataclass(frozen=True)
+class TrainAugment:
+    """SpecAugment-style masking of the concert view's log-mel during training: `freq_masks` bands of up to
+    `freq_width` mel bands and `time_masks` stretches of up to `time_width` frames, each filled with the
+    example's mean level (0 masks: off)."""
+
+    freq_masks: int
+    freq_width: int
+    time_masks: int
+    time_width: int
+
+
+@dataclass(frozen=True)
 class TrainData:
     """How training pairs are drawn. A window of `window_s` at a random position of a random `train` track
     (plus `preroll_s` of music before it, run through the chain and cut off); the second view starts up to
     `offset_jitter_s` away. With probability `clean_anchor_prob` the first view is the clean window (what the
     index holds), otherwise a second concert view; concert views draw a preset from `presets`. Windows are
     rendered `windows_per_segment` at a time (consecutive windows of one stretch, one pass of the chain) and
-    spread over that many batches; `workers` DataLoader processes render them."""
+    spread over that many batches; `workers` DataLoader processes render them. `views`: `independent` (room, SNR
+    and clipping drawn apart: `conditions`) or `presets` (one of `presets`, each tying a room to an SNR range)."""
 
+    views: str
+    conditions: TrainConditions
     presets: list[str]
     preroll_s: float
     offset_jitter_s: float
@@ -36,7 +64,10 @@ class TrainData:
 class TrainVal:
     """The validation retrieval check (early stopping): `tracks` val tracks (0 = all), a `segment_s` stretch of
     each indexed at the model's hop, `queries_per_track` concert queries of `query_s` inside each stretch,
-    `query_hop_s` between query windows."""
+    `query_hop_s` between query windows. Window level: `distractors` clean windows of `train` tracks (every
+    `distractor_hop_s`) join the reference windows, and each concert query window is scored by whether its
+    aligned reference window ranks in the top 10 (recall@10) and by how far its similarity clears the 10th best
+    other window (the gap). `monitor` (top1 | window_recall | gap) picks the checkpoint and drives early stopping."""
 
     tracks: int
     segment_s: float
@@ -44,6 +75,9 @@ class TrainVal:
     query_s: float
     query_hop_s: float
     presets: list[str]
+    distractors: int
+    distractor_hop_s: float
+    monitor: str
 
 
 @dataclass(frozen=True)
@@ -89,6 +123,7 @@ class TrainParams:
     max_time_min: float
     patience: int
     data: TrainData
+    augment: TrainAugment
     val: TrainVal
     optim: TrainOptim
     trainer: TrainerParams
@@ -106,6 +141,13 @@ class TrainParams:
                   (self.data.windows_per_segment >= 1 and self.data.workers >= 0,
                    "data.windows_per_segment must be >= 1 and data.workers >= 0"),
                   (bool(self.data.presets) and bool(self.val.presets), "data.presets and val.presets: not empty"),
+                  (self.data.views in ("independent", "presets"), "data.views must be independent or presets"),
+                  (self.val.monitor in ("top1", "window_recall", "gap"),
+                   "val.monitor must be top1, window_recall or gap"),
+                  (self.val.distractors >= 0 and self.val.distractor_hop_s > 0,
+                   "val.distractors >= 0 and val.distractor_hop_s > 0"),
+                  (min(self.augment.freq_masks, self.augment.freq_width, self.augment.time_masks,
+                       self.augment.time_width) >= 0, "augment: counts and widths must be >= 0"),
                   (self.val.query_s >= self.window_s, "val.query_s must be at least one window"),
                   (self.val.segment_s >= self.val.query_s, "val.segment_s must hold a query")]
         for ok, message in checks:

@@ -113,6 +113,20 @@ def sample_preset(rng: np.random.Generator, name: str, preset: Preset, sim: Simu
                             sim.pa, sim.phone, sim.singalong, banks)
 
 
+def sample_independent(rng: np.random.Generator, room_probs: dict[str, float], snr_db: list[float],
+                       no_crowd_prob: float, crowd_wet: list[float], clip_mode_probs: dict[str, float],
+                       sim: SimulateParams, banks: Banks) -> Condition:
+    """Draw a condition whose room class (`dry` = none), crowd SNR (uniform in snr_db; no crowd with
+    no_crowd_prob) and clip mode are drawn independently of each other, so every SNR x reverb x clipping cell of
+    the evaluation grid has a chance (the presets tie a room class to an SNR range)."""
+    names = sorted(room_probs)
+    p = np.array([room_probs[n] for n in names], dtype=np.float64)
+    room = names[int(rng.choice(len(names), p=p / p.sum()))]
+    snr: list[float] | None = None if rng.random() < no_crowd_prob else list(snr_db)
+    return sample_condition(rng, f"independent-{room}", None if room == "dry" else room, snr, crowd_wet,
+                            clip_mode_probs, sim.pa, sim.phone, sim.singalong, banks)
+
+
 def grid_cells(grid: GridParams) -> list[tuple[str, float, str, str]]:
     """Every (cell name, snr_db, reverb name, clipping name) of the evaluation grid, in a fixed order."""
     return [(f"snr{snr:+g}_{rev}_clip{clip}", float(snr), rev, clip)

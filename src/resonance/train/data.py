@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from resonance.config import SimulateParams, TrainData
-from resonance.simulate.chain import Banks, apply_condition, sample_preset
+from resonance.simulate.chain import Banks, Condition, apply_condition, sample_independent, sample_preset
 
 MAX_DRAWS = 50
 SILENCE_DBFS = -50.0  # a window quieter than this (RMS re full scale) is a break in the music
@@ -46,6 +46,16 @@ def read_segment(track: TrackFile, start: int, n: int) -> np.ndarray:
         f.seek(max(0, start))
         out = f.read(n, dtype="float32", always_2d=True)[:, 0]
     return out if out.size == n else np.pad(out, (0, n - out.size))
+
+
+def draw_condition(rng: np.random.Generator, data: TrainData, sim: SimulateParams, banks: Banks) -> Condition:
+    """One training view's concert condition: independent room / SNR / clipping draws, or a random preset."""
+    if data.views == "independent":
+        c = data.conditions
+        return sample_independent(rng, c.rooms, c.snr_db, c.no_crowd_prob, c.crowd_wet, c.clip_mode_probs, sim,
+                                  banks)
+    name = data.presets[int(rng.integers(len(data.presets)))]
+    return sample_preset(rng, name, sim.presets[name], sim, banks)
 
 
 def concert_view(music: np.ndarray, preroll: int, rng: np.random.Generator, presets: list[str],
@@ -93,7 +103,10 @@ class SegmentSource:
         k, w, pre, jit = self.k, self.window, self.preroll, self.jitter
         n = pre + k * w
         music = draw_music(rng, self.tracks, self.p, n + 2 * jit, slice(jit + pre, jit + n), w)
-        view = lambda x: concert_view(x, pre, rng, self.data.presets, self.sim, self.banks)  # noqa: E731
+
+        def view(x: np.ndarray) -> np.ndarray:
+            return apply_condition(x, draw_condition(rng, self.data, self.sim, self.banks), self.banks)[pre:]
+
         b = view(music[jit:jit + n]).reshape(k, w)
         if rng.random() < self.data.clean_anchor_prob:
             shifts = rng.integers(-jit, jit + 1, size=k) if jit else np.zeros(k, dtype=int)

@@ -50,7 +50,8 @@ def export_onnx(model: Any, path: Path) -> float:
 
 
 def plot_curves(logger: Any, path: Path) -> None:
-    """Training loss per step and val top-1 per epoch from the MLflow run, as a PNG."""
+    """Training loss per step and the validation scores per epoch (top-1, window recall@10, similarity gap) from
+    the MLflow run, against steps and training minutes, as a PNG (the learning curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,12 +60,19 @@ def plot_curves(logger: Any, path: Path) -> None:
 
     client = MlflowClient(logger._tracking_uri)
     loss = client.get_metric_history(logger.run_id, "train/loss_step")
-    top1 = client.get_metric_history(logger.run_id, "val/top1")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
     a.plot([m.step for m in loss], [m.value for m in loss], lw=0.8)
     a.set(xlabel="step", ylabel="train loss", title="contrastive loss")
-    b.plot([m.step for m in top1], [m.value for m in top1], marker="o")
-    b.set(xlabel="step", ylabel="top-1", title="validation retrieval top-1", ylim=(0, 1))
+    t0 = min((m.timestamp for m in loss), default=0)
+    for name, label in (("val/top1", "query top-1"), ("val/window_recall", "window recall@10"),
+                        ("val/gap", "similarity gap (cosine)")):
+        history = client.get_metric_history(logger.run_id, name)
+        if history:
+            b.plot([m.step for m in history], [m.value for m in history], marker="o", label=label)
+    minutes = [(m.step, (m.timestamp - t0) / 60000) for m in client.get_metric_history(logger.run_id, "val/top1")]
+    b.set(xlabel="step" + (f" (last validation at {minutes[-1][1]:.0f} min)" if minutes else ""),
+          title="validation (val songs among distractors)", ylim=(min(0.0, b.get_ylim()[0]), 1))
+    b.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -105,6 +113,8 @@ def log_model(model: Any, params: TrainParams, run_id: str, out_dir: Path, summa
     example = example_audio(model)
     with torch.inference_mode():
         signature = infer_signature(example, model(torch.from_numpy(example)).numpy())
+    # the run's own experiment (a set_experiment() earlier in this process must not make start_run refuse it)
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(flat_params(params))
         info = mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=example,
@@ -115,6 +125,7 @@ def log_model(model: Any, params: TrainParams, run_id: str, out_dir: Path, summa
                 mlflow.log_artifact(str(out_dir / name))
         mlflow.log_dict(summary, "train_summary.json")
         mlflow.log_metrics({"best_val_top1": summary["best_val_top1"] or 0.0,
+                            "best_val_window_recall": summary.get("best_val_window_recall") or 0.0,
                             "onnx_max_abs_diff": summary["onnx_max_abs_diff"]})
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(params.registered_model, ALIAS, version)

@@ -53,19 +53,35 @@ class ContrastiveModule(L.LightningModule):
         self.queue = MemoryQueue(self.model.dim, params.queue_size) if use_queue else None
         self._val_z: list[torch.Tensor] = []
         self.valset: ValSet | None = None
+        self._masks = torch.Generator().manual_seed(params.seed)  # SpecAugment draws
+        self.history: list[dict[str, float]] = []  # every validation's scores, in order
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.model(audio)
 
+    def _embed_views(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(za, zb): the anchors as they are, the concert views with SpecAugment masking (when configured)."""
+        aug = self.params.augment
+        if not (aug.freq_masks or aug.time_masks):
+            z = self.model(torch.cat([a, b]))
+            return z[:a.shape[0]], z[a.shape[0]:]
+        from resonance.model.augment import mask_logmel
+
+        mel = self.model.frontend(torch.cat([a, b]))
+        mel_b = mask_logmel(mel[a.shape[0]:], self._masks, aug.freq_masks, aug.freq_width, aug.time_masks,
+                            aug.time_width)
+        z = self.model.encoder(torch.cat([mel[:a.shape[0]], mel_b]))
+        return z[:a.shape[0]], z[a.shape[0]:]
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         a, b = batch
-        z = self.model(torch.cat([a, b]))
-        za, zb = z[:a.shape[0]], z[a.shape[0]:]
+        za, zb = self._embed_views(a, b)
+        z = torch.cat([za, zb])
         if self.params.loss == "nt_xent":
             loss = nt_xent_with_queue(za, zb, self.queue, self.params.temperature) if self.queue is not None \
                 else self.loss_fn(za, zb)
-            if self.queue is not None:
-                self.queue.enqueue(zb.detach())
+            if self.queue is not None:  # clean anchors: what a query meets in the index
+                self.queue.enqueue(za.detach())
         else:
             labels = torch.arange(a.shape[0], device=z.device).repeat(2)
             loss = self.loss_fn(z, labels)
@@ -75,19 +91,29 @@ class ContrastiveModule(L.LightningModule):
         self.log("train/pos_sim", pos, on_step=True, on_epoch=True, batch_size=a.shape[0])
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor], batch_idx: int) -> None:
-        self._val_z.append(self.model(batch[0]).cpu())
+    def on_validation_epoch_start(self) -> None:
+        import os
+
+        self._train_threads = torch.get_num_threads()
+        torch.set_num_threads(os.cpu_count() or 1)  # no DataLoader worker renders now: use every core
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._val_z.append(self.model(batch).float().cpu())
 
     def on_validation_epoch_end(self) -> None:
+        torch.set_num_threads(getattr(self, "_train_threads", torch.get_num_threads()))
         if self.valset is None or not self._val_z:
             return
         z = torch.cat(self._val_z).numpy()
         self._val_z.clear()
-        if z.shape[0] != self.valset.audio.shape[0]:  # sanity-check runs see only part of the set
+        if z.shape[0] != self.valset.n_rows:  # sanity-check runs see only part of the set
             return
         scores = retrieval_scores(z, self.valset)
+        self.history.append({"epoch": int(self.current_epoch), "step": int(self.global_step), **scores})
         self.log("val/top1", scores["top1"], prog_bar=True)
         self.log("val/window_top1", scores["window_top1"])
+        self.log("val/window_recall", scores["window_recall"], prog_bar=True)
+        self.log("val/gap", scores["gap"])
 
     def configure_optimizers(self) -> Any:
         o = self.params.optim
@@ -125,13 +151,27 @@ class PairDataModule(L.LightningDataModule):
                                            persistent_workers=False, **extra)
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
-        rows = torch.utils.data.TensorDataset(torch.from_numpy(self.valset.audio))
-        return torch.utils.data.DataLoader(rows, batch_size=256, shuffle=False)
+        return torch.utils.data.DataLoader(ValBatches(self.valset), batch_size=None)
+
+
+class ValBatches(torch.utils.data.IterableDataset):
+    """The valset's rows in order, `batch` at a time, as float32 (batch, window) tensors."""
+
+    def __init__(self, valset: ValSet, batch: int = 256) -> None:
+        super().__init__()
+        self.valset, self.batch = valset, batch
+
+    def __len__(self) -> int:
+        return math.ceil(self.valset.n_rows / self.batch)
+
+    def __iter__(self):
+        for i in range(0, self.valset.n_rows, self.batch):
+            yield torch.from_numpy(self.valset.rows(i, i + self.batch))
 
 
 def valset_embeddings(model: EmbeddingModel, valset: ValSet, batch: int = 256) -> np.ndarray:
     """(n_rows, dim) embeddings of every valset row, without gradients."""
     model.eval()
     with torch.inference_mode():
-        return np.concatenate([model(torch.from_numpy(valset.audio[i:i + batch])).numpy()
-                               for i in range(0, valset.audio.shape[0], batch)])
+        return np.concatenate([model(torch.from_numpy(valset.rows(i, i + batch))).numpy()
+                               for i in range(0, valset.n_rows, batch)])

@@ -66,22 +66,24 @@ def run(params: TrainParams, sim: SimulateParams, catalog_dir: Path, banks_dir: 
         raise TrainError(f"banks at {banks.sr} Hz but train.frontend.sr is {params.frontend['sr']}")
     train_tracks = catalog_tracks(catalog_dir, "train")
     valset = build_valset(catalog_tracks(catalog_dir, "val"), params.val, sim, banks, params.window_s,
-                          params.hop_s, params.data.preroll_s, params.seed)
+                          params.hop_s, params.data.preroll_s, params.seed, distractor_tracks=train_tracks)
     module = ContrastiveModule(params)
     module.valset = valset
+    untrained = _untrained_scores(params, valset)
     data = PairDataModule(params, sim, banks, train_tracks, valset)
     out_dir.mkdir(parents=True, exist_ok=True)
     trainer, logger, ckpt = _trainer(params, out_dir, progress)
     trainer.fit(module, datamodule=data)
     fit_s = time.perf_counter() - t0
     best = _best_model(module, ckpt.best_model_path)
-    summary = _summary(params, trainer, ckpt, module, valset, fit_s, len(train_tracks), best)
+    summary = _summary(params, trainer, module, valset, fit_s, len(train_tracks), best, untrained)
     _export(best, params, out_dir, summary, logger)
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     write_json(out_dir / "train.json", summary)
     if metrics_path is not None:
-        write_json(metrics_path, {k: summary[k] for k in ("best_val_top1", "val_top1_untrained", "epochs",
-                                                          "steps", "fit_s", "parameters")})
+        write_json(metrics_path, {k: summary[k] for k in ("best_val_top1", "best_val_window_recall", "best_val_gap",
+                                                          "val_top1_untrained", "val_window_recall_untrained",
+                                                          "epochs", "steps", "fit_s", "parameters", "stopped_by")})
     return summary
 
 
@@ -92,9 +94,10 @@ def _trainer(params: TrainParams, out_dir: Path, progress: bool) -> tuple[Any, A
 
     logger = MLFlowLogger(experiment_name=params.mlflow_experiment, tracking_uri=tracking_uri(),
                           run_name=f"train-{params.encoder}-{params.profile}")
-    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor="val/top1", mode="max",
+    monitor = f"val/{params.val.monitor}"
+    ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
                            save_top_k=1, save_last=True, enable_version_counter=False)
-    stop = EarlyStopping(monitor="val/top1", mode="max", patience=params.patience)
+    stop = EarlyStopping(monitor=monitor, mode="max", patience=params.patience)
     tp = params.trainer
     trainer = L.Trainer(accelerator=tp.accelerator, devices=tp.devices, num_nodes=tp.num_nodes, strategy=tp.strategy,
                         precision=tp.precision, max_epochs=params.max_epochs,
@@ -116,23 +119,36 @@ def _best_model(module: Any, best_path: str) -> Any:
     return module.model.eval()
 
 
-def _summary(params: TrainParams, trainer: Any, ckpt: Any, module: Any, valset: Any, fit_s: float,
-             n_tracks: int, best: Any) -> dict[str, Any]:
+def _untrained_scores(params: TrainParams, valset: Any) -> dict[str, float]:
+    """The validation scores of the untrained model (same seed, same shape): what training must beat."""
     import torch
 
-    from resonance.model.builders import count_parameters
     from resonance.train.module import build_model, valset_embeddings
     from resonance.train.valset import retrieval_scores
 
     torch.manual_seed(params.seed)
-    untrained = retrieval_scores(valset_embeddings(build_model(params), valset), valset)["top1"]
-    best_score = ckpt.best_model_score
+    return retrieval_scores(valset_embeddings(build_model(params), valset), valset)
+
+
+def _summary(params: TrainParams, trainer: Any, module: Any, valset: Any, fit_s: float, n_tracks: int, best: Any,
+             untrained: dict[str, float]) -> dict[str, Any]:
+    from resonance.model.builders import count_parameters
+
+    key = params.val.monitor
+    chosen = max(module.history, key=lambda h: h[key]) if module.history else {}
+
+    def r4(x: float | None) -> float | None:
+        return None if x is None else round(float(x), 4)
+
     return {"profile": params.profile, "encoder": params.encoder, "loss": params.loss,
             "parameters": count_parameters(best), "train_tracks": n_tracks,
-            "val_queries": int(len(valset.query_track)), "epochs": int(trainer.current_epoch),
-            "steps": int(trainer.global_step), "fit_s": round(fit_s, 1),
-            "best_val_top1": round(float(best_score), 4) if best_score is not None else None,
-            "val_top1_untrained": round(untrained, 4),
+            "val_queries": int(len(valset.query_track)), "val_reference_windows": int(valset.n_ref),
+            "epochs": int(trainer.current_epoch), "steps": int(trainer.global_step), "fit_s": round(fit_s, 1),
+            "monitor": key, "best_epoch": chosen.get("epoch"), "best_step": chosen.get("step"),
+            "best_val_top1": r4(chosen.get("top1")), "best_val_window_recall": r4(chosen.get("window_recall")),
+            "best_val_gap": r4(chosen.get("gap")),
+            "val_top1_untrained": r4(untrained["top1"]), "val_window_recall_untrained": r4(untrained["window_recall"]),
+            "val_gap_untrained": r4(untrained["gap"]), "history": module.history,
             "stopped_by": _stopped_by(trainer, params)}
 
 
@@ -158,5 +174,7 @@ def _export(model: Any, params: TrainParams, out_dir: Path, summary: dict[str, A
 def describe(summary: dict[str, Any], out_dir: Path) -> str:
     """A few lines for the terminal."""
     return (f"train: {summary['encoder']} ({summary['parameters'] / 1e6:.2f} M params), {summary['steps']} steps in "
-            f"{summary['epochs']} epochs, {summary['fit_s'] / 60:.1f} min; val top-1 {summary['best_val_top1']} "
-            f"(untrained {summary['val_top1_untrained']}); MLflow {summary.get('model_uri')} -> {out_dir}")
+            f"{summary['epochs']} epochs, {summary['fit_s'] / 60:.1f} min (stopped by {summary['stopped_by']}); val "
+            f"top-1 {summary['best_val_top1']} (untrained {summary['val_top1_untrained']}), window recall@10 "
+            f"{summary['best_val_window_recall']} (untrained {summary['val_window_recall_untrained']}); MLflow "
+            f"{summary.get('model_uri')} -> {out_dir}")
