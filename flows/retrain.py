@@ -1,0 +1,122 @@
+"""retrain: reproduce the pipeline with DVC, register the new model version, gate it, deploy the champion.
+
+    .venv/bin/python flows/retrain.py                    # one run now (an ephemeral Prefect server starts itself)
+    .venv/bin/python flows/retrain.py --profile quick    # the whole chain on a small catalog, in runs/quick/
+    .venv/bin/python flows/retrain.py --reason "new songs added"
+
+Steps (each a Prefect task calling a plain function of resonance): fetch (the download stages, retried),
+validate (`dvc repro validate`: a failing validation stops the flow before training), repro (`dvc repro`: train,
+evaluate, index, calibrate, field...), register (lineage, description, artifacts, alias challenger), gate
+(promote or hold, reasons as tags), then the `rebuild-index` flow when the champion changed. A rerun with nothing
+changed reproduces nothing, registers nothing and promotes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sibling(name: str):
+    """Another flow module of this folder (flows/ is not a package)."""
+    key = f"resonance_flows_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+def flows_params(project_dir: str):
+    from resonance.config import load_section
+    from resonance.config.mlops import FlowsParams
+
+    return load_section(Path(project_dir) / "params.yaml", "flows", FlowsParams)
+
+
+@task(name="dvc-repro")
+def repro(project_dir: str, targets: list[str]) -> list[str]:
+    """`dvc repro TARGETS`; the stages that ran."""
+    from resonance.orchestrate import dvc_repro
+
+    logger = get_run_logger()
+    return dvc_repro(Path(project_dir), targets, log=logger.info)
+
+
+@task(name="register")
+def register(project_dir: str, reason: str | None) -> dict:
+    from resonance.registry.versions import register as register_version
+
+    return register_version(Path(project_dir), reason=reason)
+
+
+@task(name="promotion-gate")
+def gate(project_dir: str, version: str, figures: dict) -> dict:
+    from resonance.config import load_section
+    from resonance.config.mlops import PromoteParams
+    from resonance.registry.gate import run_gate
+
+    params = load_section(Path(project_dir) / "params.yaml", "promote", PromoteParams)
+    return run_gate(Path(project_dir), version, figures, params, log=get_run_logger().info)
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(project_dir: str = str(ROOT), reason: str | None = None) -> dict:
+    """The retrain flow (module docstring). Returns {"ran", "name", "version", "new", "decision", "reasons",
+    "champion", "deployed", "reason"}."""
+    p = flows_params(project_dir)
+    flaky = {"retries": p.retries, "retry_delay_seconds": p.retry_delay_s}
+    logger = get_run_logger()
+    if reason:
+        logger.info(f"retrain requested: {reason}")
+    ran = repro.with_options(name="fetch-data", **flaky)(project_dir, ["field"])
+    ran += repro.with_options(name="validate-data")(project_dir, ["validate"])
+    ran += repro.with_options(name="reproduce-pipeline")(project_dir, [])
+    version = register.with_options(**flaky)(project_dir, reason)
+    if version["new"]:
+        decision = gate.with_options(**flaky)(project_dir, version["version"], version["figures"])
+    else:
+        decision = {"decision": "unchanged", "reasons": [f"v{version['version']} was registered and gated before: "
+                                                         "nothing new to promote"], "champion": None}
+    release = sibling("rebuild_index").rebuild_index(project_dir=project_dir)
+    result = {"ran": ran, "name": version["name"], "version": version["version"], "new": version["new"],
+              "decision": decision["decision"], "reasons": decision["reasons"],
+              "champion": release.get("champion"), "deployed": release.get("version"), "reason": reason}
+    create_markdown_artifact(key="retrain", description="resonance retrain: what ran and the promotion decision",
+                             markdown=_summary(result))
+    return result
+
+
+def _summary(r: dict) -> str:
+    reasons = "\n".join(f"- {x}" for x in r["reasons"])
+    return (f"## retrain: {r['name']} v{r['version']}: **{r['decision']}**\n\n"
+            f"Requested because: {r['reason'] or 'scheduled / manual run'}\n\n"
+            f"Stages reproduced: {', '.join(r['ran']) or 'none (everything up to date)'}\n\n{reasons}\n\n"
+            f"Champion: v{r['champion']}; deployed release: v{r['deployed']}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default=None, help="a run profile of params.yaml flows.profiles (runs/NAME)")
+    parser.add_argument("--reason", default=None, help="why this retrain runs (recorded on the new version)")
+    args = parser.parse_args()
+    from resonance.orchestrate import prepare_profile, where_to_look
+
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}")
+    (ROOT / "mlruns").mkdir(exist_ok=True)
+    project = prepare_profile(ROOT, args.profile) if args.profile else ROOT
+    result = retrain(project_dir=str(project), reason=args.reason)
+    print(where_to_look(project, result))
+
+
+if __name__ == "__main__":
+    main()
