@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from resonance.config import load_section
 from resonance.landmark import hashes as hl
 from resonance.landmark.hashes import fingerprint, pack_hash, pair_peaks, unpack_hash
 from resonance.landmark.index import (
@@ -21,14 +22,12 @@ from resonance.landmark.index import (
 from resonance.landmark.match import Match, match, match_hashes
 from resonance.landmark.peaks import LandmarkConfig, find_peaks, spectrogram_db
 
-from conftest import music_clip
+from conftest import ROOT, music_clip
 
 SR = 16000
-# The values proposed for params.yaml (16 kHz catalog): 16 ms hop, ~30 peaks/s, fan-out 8, ~1 s x 2 kHz zone.
-CONFIG = LandmarkConfig(sr=SR, n_fft=512, hop=256, fmin_hz=100.0, fmax_hz=6000.0, floor_db=-90.0,
-                        peak_time_frames=9, peak_freq_bins=15, peaks_per_s=30.0, fan_out=8,
-                        dt_min_frames=1, dt_max_frames=63, df_max_bins=63)
-MIN_SCORE = 25  # accept threshold: chance votes on this music stay below ~15, a noisy 5 s excerpt scores > 50
+CONFIG = load_section(ROOT / "params.yaml", "landmark", LandmarkConfig)  # the real settings, as evaluated
+assert CONFIG.sr == SR
+MIN_SCORE = 25  # accept threshold: chance votes on this music reach 18, a noisy 5 s excerpt scores 98-204
 HOP_S = CONFIG.hop / SR
 TRACK_S = 20.0
 SEEDS = range(5)

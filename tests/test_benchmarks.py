@@ -1,0 +1,111 @@
+"""Slow tier (`make test-slow`): the benchmark scripts' own self-checks. Every script under benchmarks/ answers
+--help; those with a cheap mode run it on the fixture catalog and banks (or an untrained model) and must print the
+table they promise. Nothing here times anything: the tables' numbers are not checked, their presence is.
+
+Not run in a tiny mode: serve_load.py (needs a deployed model, index and calibration; the service itself is
+tested in test_serve.py), tune_decision.py and ablation.py (need a trained model and the val query set; lead-owned),
+results_report.py (run on a fixture evaluation in test_banks_queries.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resonance.config import load_train
+
+from conftest import ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py"))
+
+
+def _run(*args: str, cwd: Path = ROOT, timeout: float = 1500) -> str:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The body rows of the markdown tables in `text` (header and |---| lines left out), cells stripped."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    return [r for i, r in enumerate(rows) if not set("".join(r)) <= set("-: ")
+            and not (i + 1 < len(rows) and set("".join(rows[i + 1])) <= set("-: "))]
+
+
+def test_every_benchmark_script_is_checked_here() -> None:
+    assert len(SCRIPTS) >= 10 and {"train_step_speed.py", "simulate_speed.py", "cli_startup.py"} <= set(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_answers_help(script: str) -> None:
+    out = _run(str(ROOT / "benchmarks" / script), "--help", timeout=300)
+    assert out.startswith("usage:") and "--" in out
+
+
+def test_cli_startup_prints_its_table() -> None:
+    rows = _table_rows(_run(str(ROOT / "benchmarks" / "cli_startup.py"), "--runs", "1"))
+    assert [r[0] for r in rows] == ["resonance --help", "resonance catalog --help", "python -c pass (floor)"]
+    assert all(float(r[1]) > 0 for r in rows)
+
+
+def test_simulate_speed_on_the_fixture_banks(built: dict) -> None:
+    root = built["root"]
+    out = _run(str(ROOT / "benchmarks" / "simulate_speed.py"), "--banks", str(root / "banks"), "--catalog",
+               str(root / "catalog"), "--params", str(built["params"]), "--seconds", "4")
+    rows = _table_rows(out)
+    import yaml
+
+    presets = yaml.safe_load(built["params"].read_text())["simulate"]["presets"]
+    assert [r[0] for r in rows] == list(presets) and all(r[-1].endswith("x") for r in rows)
+
+
+def test_catalog_report_on_the_fixture_catalog(built: dict, tmp_path: Path) -> None:
+    out = _run(str(ROOT / "benchmarks" / "catalog_report.py"), "--catalog", str(built["root"] / "catalog"),
+               "--out", str(tmp_path / "catalog.md"))
+    assert "resonance-fixture-music" in out and "splits: train 2, val 1, unseen 1" in out
+    assert (tmp_path / "catalog.png").read_bytes()[:4] == b"\x89PNG"
+    assert "do not edit by hand" in (tmp_path / "catalog.md").read_text()
+
+
+def test_device_embed_on_an_untrained_fast_model() -> None:
+    out = _run(str(ROOT / "benchmarks" / "device_embed.py"), "--untrained", "fast", "--repeats", "2")
+    rows = dict(r[:2] for r in _table_rows(out))
+    dim = load_train(ROOT / "params.yaml", "fast").encoders["nafp"]["dim"]
+    assert rows["embedding dim"] == str(dim) and "device_embed:" in out.splitlines()[-1]
+
+
+def test_train_step_speed_on_the_fast_profile(built: dict) -> None:
+    root = built["root"]
+    fast = load_train(built["params"], "fast")
+    out = _run(str(ROOT / "benchmarks" / "train_step_speed.py"), "--params", str(built["params"]), "--profile",
+               "fast", "--catalog", str(root / "catalog"), "--banks", str(root / "banks"), "--blocks", "1",
+               "--batches", "1", "--steps", str(2 * fast.data.windows_per_segment), "--repeats", "2")
+    assert out.startswith("profile `fast`") and "load average" in out
+    rows = dict(r[:2] for r in _table_rows(out))
+    assert {"data: pairs/s per worker (1 torch thread)", "model step: pairs/s (1 thread)"} <= set(rows)
+    for name, value in rows.items():
+        parts = [v.strip().rstrip("%") for v in value.split("/")]
+        assert len(parts) == 3 and float(parts[0]) <= float(parts[1]) <= float(parts[2]), (name, value)
+
+
+def test_tune_landmark_on_the_fixture_val_queries(built: dict, tmp_path: Path) -> None:
+    from resonance.banks.stage import load_banks
+    from resonance.config import QueriesParams, SimulateParams, load_section
+    from resonance.queries.stage import run as build_queries
+
+    root = built["root"]
+    build_queries(load_section(built["params"], "queries", QueriesParams),
+                  load_section(built["params"], "simulate", SimulateParams), load_banks(root / "banks"),
+                  root / "catalog", root / "outside", tmp_path / "queries", progress=False)
+    out = _run(str(ROOT / "benchmarks" / "tune_landmark.py"), "--params", str(built["params"]), "--catalog",
+               str(root / "catalog"), "--queries", str(tmp_path / "queries" / "val"), "--index-tracks", "4",
+               "--out", str(tmp_path / "landmark_tuning.md"))
+    rows = _table_rows(out)
+    assert len(rows) == 10 and "audfprint-style" in {r[0] for r in rows}
+    assert "queries of the `val` set (songs of the `val` split)" in out
+    assert (tmp_path / "landmark_tuning.md").read_text().startswith("# Landmark tuning on the `val` queries")
