@@ -1,5 +1,6 @@
 # resonance: two commands do everything on a fresh machine.
-#   make run   - set up (first time), then reproduce the pipeline with DVC (catalog -> validate -> ...)
+#   make run   - set up (first time), then the retrain flow: dvc repro, MLflow registry + promotion, deploy
+#                (PROFILE=quick: the whole chain on a small catalog in runs/quick/)
 #   make test  - set up (first time), then run the default (fast) test suite
 SHELL := /bin/bash
 VENV  := .venv
@@ -21,8 +22,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup:
 	@bash scripts/setup.sh
 
+# make run [PROFILE=quick]: the retrain flow (dvc repro, register, promotion gate, deploy), then where to look
 run: setup
-	$(BIN)/dvc repro
+	$(BIN)/python flows/retrain.py $(if $(PROFILE),--profile $(PROFILE),)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,10 +1,13 @@
-"""The results report: classical fingerprinting (landmark, Chromaprint) and the learned embedding on concert
-queries, side by side.
+"""The results report: the learned embedding against the landmark (Wang 2003) and Chromaprint baselines on the
+concert test queries, with the targets of the accuracy work checked, paired comparisons and excerpt-level
+bootstrap intervals.
 
-Run: .venv/bin/python benchmarks/phase0_report.py [--evaluate data/evaluate] [--model data/model]
-[--out benchmarks/RESULTS.md] (the DVC stage `report` runs it after `resonance evaluate` for every method).
-Reads each method's metrics.json and the training summary (data/model/train.json), writes the markdown tables to
---out and the hit-rate-vs-SNR comparison PNG beside it. Never edit the output.
+Run: .venv/bin/python benchmarks/results_report.py [--evaluate data/evaluate] [--model data/model]
+     [--calibration data/calibration] [--out benchmarks/RESULTS.md]   (the DVC stage `report` runs it)
+Reads each method's metrics.json (every query's answer), the training summary (train.json) and the calibration
+report; writes the markdown to --out and two PNGs beside it (hit rate vs SNR, the learning curve). Paired
+comparisons (two methods, or 5 s vs 3 s) use the same queries and resample whole excerpts (evaluate.bootstrap_*
+in params.yaml). Never edit the output.
 """
 
 from __future__ import annotations
@@ -14,163 +17,295 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
+
 from resonance.evaluate.report import compare_plot
-from resonance.evaluate.stats import wilson_interval
-from resonance.io import atomic_open
+from resonance.evaluate.stats import ClusterBootstrap
+from resonance.io import atomic_open, atomic_path
+
+REVERB0 = ("0 dB crowd with hall or arena reverb", lambda r: r["snr_db"] == 0 and r["reverb"] != "dry")
 
 
-def pct(rate: float | None, ci: list[float] | None = None) -> str:
-    """'57.3% [52.1, 62.4]' (rate and its confidence interval, in percent)."""
+def pct(rate: float | None, ci: list[float] | tuple[float, float] | None = None) -> str:
+    """'57.3% [52.1, 62.4]' (rate and its interval, in percent)."""
     if rate is None:
         return "-"
-    return f"{100 * rate:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else "")
+    return f"{100 * rate:.1f}%" + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci is not None else "")
 
 
-def pooled(metrics: dict[str, Any], length: str, keep) -> tuple[float | None, list[float] | None, int]:
-    """Hit rate (with Wilson CI) pooled over the grid cells of one length that `keep(cell)` selects."""
-    cells = [c for c in metrics["by_length"][length]["cells"].values() if keep(c)]
-    n, hits = sum(c["n"] for c in cells), sum(c["hits"] for c in cells)
-    conf = metrics["settings"]["confidence"]
-    return (hits / n, list(wilson_interval(hits, n, conf)), n) if n else (None, None, 0)
+class Runs:
+    """Every method's per-query results, indexed by query id, with one excerpt bootstrap shared by all."""
+
+    def __init__(self, runs: dict[str, dict], samples: int, seed: int, confidence: float) -> None:
+        self.metrics = runs
+        self.rows = {name: {r["query_id"]: r for r in m["results"]} for name, m in runs.items()}
+        first = next(iter(runs.values()))["results"]
+        self.boot = ClusterBootstrap([r["excerpt"] for r in first], samples, seed)
+        self.confidence = confidence
+
+    def _select(self, method: str, keep) -> list[dict]:
+        return [r for r in self.rows[method].values() if r["in_catalog"] and keep(r)]
+
+    def rate(self, method: str, keep, accepted: bool = False) -> tuple[float | None, tuple | None, int]:
+        """Top-1 (or, with `accepted`, accepted-and-right) rate of the in-catalog queries `keep` selects."""
+        rows = self._select(method, keep)
+        if not rows:
+            return None, None, 0
+        hits = np.array([hit(r) and (not accepted or bool(r.get("accepted"))) for r in rows], dtype=float)
+        return float(hits.mean()), self.boot.interval([r["excerpt"] for r in rows], hits, self.confidence), len(rows)
+
+    def paired(self, a: str, b: str, keep) -> tuple[float, tuple] | None:
+        """mean(hit_a - hit_b) over the queries both methods answered, with its paired interval."""
+        rows = [r for r in self._select(a, keep) if r["query_id"] in self.rows[b]]
+        if not rows:
+            return None
+        d = np.array([hit(r) - hit(self.rows[b][r["query_id"]]) for r in rows], dtype=float)
+        return float(d.mean()), self.boot.interval([r["excerpt"] for r in rows], d, self.confidence)
+
+    def prefix_gain(self, method: str, long_s: float, short_s: float) -> tuple[float, tuple] | None:
+        """mean(hit at long_s - hit at short_s) over excerpt x cell pairs (the short query is a prefix)."""
+        by: dict[tuple, dict[float, dict]] = {}
+        for r in self.rows[method].values():
+            if r["in_catalog"] and r["length_s"] in (long_s, short_s):
+                by.setdefault((r["excerpt"], r["snr_db"], r["reverb"], r["clipping"]), {})[r["length_s"]] = r
+        pairs = [v for v in by.values() if len(v) == 2]
+        if not pairs:
+            return None
+        d = np.array([hit(v[long_s]) - hit(v[short_s]) for v in pairs], dtype=float)
+        return float(d.mean()), self.boot.interval([v[long_s]["excerpt"] for v in pairs], d, self.confidence)
+
+    def far(self, method: str, length_s: float | None) -> tuple[float | None, tuple | None, int]:
+        """Share of out-of-catalog queries (of one length, or all) the method's own decision accepted."""
+        rows = [r for r in self.rows[method].values() if not r["in_catalog"] and r.get("accepted") is not None
+                and (length_s is None or r["length_s"] == length_s)]
+        if not rows:
+            return None, None, 0
+        acc = np.array([bool(r["accepted"]) and r["predicted_track_id"] is not None for r in rows], dtype=float)
+        return float(acc.mean()), self.boot.interval([r["excerpt"] for r in rows], acc, self.confidence), len(rows)
 
 
-def length_table(runs: dict[str, dict]) -> list[str]:
-    lengths = list(next(iter(runs.values()))["by_length"])
-    lines = ["| method | " + " | ".join(f"{k[3:]} s" for k in lengths) + " |", "|---|" + "---|" * len(lengths)]
-    for name, m in runs.items():
-        lines.append(f"| {name} top-1 | " + " | ".join(pct(m["by_length"][k]["all"]["hit_rate"],
-                                                          m["by_length"][k]["all"]["hit_ci"]) for k in lengths) + " |")
-        lines.append(f"| {name} segment | " + " | ".join(pct(m["by_length"][k]["all"]["segment_hit_rate"])
-                                                          for k in lengths) + " |")
+def hit(r: dict) -> bool:
+    return bool(r["in_catalog"] and r["predicted_track_id"] is not None and r["predicted_track_id"] == r["track_id"])
+
+
+def length_is(s: float):
+    return lambda r: r["length_s"] == s
+
+
+def both(*keeps):
+    return lambda r: all(k(r) for k in keeps)
+
+
+def targets_table(runs: Runs, method: str = "embedding", baseline: str = "landmark") -> list[str]:
+    """The accuracy targets, each with its measured value and whether it is met."""
+    if method not in runs.rows:
+        return ["(the embedding is not evaluated yet)"]
+    rows: list[tuple[str, str, str, bool | None]] = []
+
+    def at_least(label: str, value: tuple, target: float) -> None:
+        rate, ci = value[0], value[1]
+        rows.append((label, pct(rate, ci), f">= {100 * target:g}%", None if rate is None else rate >= target))
+
+    r0 = REVERB0[1]
+    at_least("5 s, 0 dB + reverb, top-1", runs.rate(method, both(length_is(5.0), r0)), 0.75)
+    at_least("3 s, 0 dB + reverb, top-1", runs.rate(method, both(length_is(3.0), r0)), 0.65)
+    at_least("5 s, all cells, top-1", runs.rate(method, length_is(5.0)), 0.65)
+    gain = runs.prefix_gain(method, 5.0, 3.0)
+    if gain:
+        rows.append(("5 s minus 3 s (paired: 3 s = first 3 s of the 5 s)", f"{100 * gain[0]:+.1f} points "
+                     f"[{100 * gain[1][0]:+.1f}, {100 * gain[1][1]:+.1f}]", ">= +5 points", gain[0] >= 0.05))
+    at_least("5 s, -5 dB, top-1", runs.rate(method, both(length_is(5.0), lambda r: r["snr_db"] == -5)), 0.50)
+    at_least("10 s, all cells, top-1", runs.rate(method, length_is(10.0)), 0.85)
+    for length, target in ((5.0, 0.60), (3.0, 0.45)):
+        far = runs.far(method, length)
+        acc = runs.rate(method, length_is(length), accepted=True)
+        ok = None if far[0] is None or acc[0] is None else (far[0] <= 0.01 and acc[0] >= target)
+        rows.append((f"{length:g} s accepted and right at the val thresholds (false accepts on test)",
+                     f"{pct(*acc[:2])} at {pct(*far[:2])} false accepts",
+                     f">= {100 * target:g}% at <= 1%", ok))
+    if baseline in runs.rows:
+        worst = None
+        for snr in (10.0, 0.0, -5.0, -10.0):
+            for reverb in ("dry", "hall", "arena"):
+                d = runs.paired(method, baseline, both(length_is(5.0), lambda r, s=snr, v=reverb:
+                                                       r["snr_db"] == s and r["reverb"] == v))
+                if d is not None and (worst is None or d[1][0] < worst[1][1][0]):
+                    worst = (f"{snr:+g} dB {reverb}", d)
+        if worst:
+            rows.append(("5 s, ahead of landmark in every SNR x reverb cell (worst cell, paired)",
+                         f"{worst[0]}: {100 * worst[1][0]:+.1f} points [{100 * worst[1][1][0]:+.1f}, "
+                         f"{100 * worst[1][1][1]:+.1f}]", "lower bound > 0 in every cell", worst[1][1][0] > 0))
+    scale = runs.metrics[method].get("catalog_scaling")
+    if scale:
+        sizes = scale["sizes"]
+        drop = sizes[0]["hit_rate"] - sizes[-1]["hit_rate"]
+        rows.append((f"5 s, 0 dB + reverb: {sizes[-1]['tracks']}-track index vs {sizes[0]['tracks']}-track",
+                     f"{pct(sizes[-1]['hit_rate'])} vs {pct(sizes[0]['hit_rate'])} ({100 * drop:.1f} points lower)",
+                     "within 10 points", drop <= 0.10))
+    verdict = {True: "met", False: "**not met**", None: "-"}
+    return ["| target | measured on the test set | needed | |", "|---|---|---|---|",
+            *[f"| {a} | {b} | {c} | {verdict[d]} |" for a, b, c, d in rows]]
+
+
+def length_table(runs: Runs) -> list[str]:
+    lengths = sorted({r["length_s"] for r in next(iter(runs.rows.values())).values()})
+    lines = ["| method | " + " | ".join(f"{s:g} s" for s in lengths) + " |", "|---|" + "---|" * len(lengths)]
+    for name in runs.rows:
+        lines.append(f"| {name} | " + " | ".join(pct(*runs.rate(name, length_is(s))[:2]) for s in lengths) + " |")
     return lines
 
 
-def snr_table(runs: dict[str, dict], lengths: tuple[str, ...] = ("len3", "len5")) -> list[str]:
-    first = next(iter(runs.values()))
-    snrs = sorted({c["snr_db"] for c in first["by_length"][lengths[0]]["cells"].values()}, reverse=True)
-    lines = ["| method | length | " + " | ".join(f"{s:+g} dB" for s in snrs) + " | 0 dB with reverb |",
-             "|---|---|" + "---|" * (len(snrs) + 1)]
-    for name, m in runs.items():
-        for k in lengths:
-            if k not in m["by_length"]:
-                continue
-            row = [pct(*pooled(m, k, lambda c, s=s: c["snr_db"] == s)[:2]) for s in snrs]
-            reverb = pooled(m, k, lambda c: c["snr_db"] == 0 and c["reverb"] != "dry")
-            lines.append(f"| {name} | {k[3:]} s | " + " | ".join(row) + f" | {pct(*reverb[:2])} (n={reverb[2]}) |")
-    return lines
-
-
-def open_set_table(runs: dict[str, dict]) -> list[str]:
-    lines = ["| method | threshold | false accepts (n out) | hit rate at threshold | 3 s | 5 s | 10 s |",
-             "|---|---|---|---|---|---|---|"]
-    for name, m in runs.items():
-        op = m["open_set"]["at_target_far"]
-        if not op:
-            lines.append(f"| {name} | - | no out-of-catalog queries | - | - | - | - |")
-            continue
-        by = op["by_length"]
-        lines.append(f"| {name} | {op['threshold']:.3g} | {pct(op.get('far'), op.get('far_ci'))} ({op['n_out']}) | "
-                     f"{pct(op['all']['hit_rate'])} | " + " | ".join(pct((by.get(k) or {}).get("hit_rate"))
-                                                                   for k in ("len3", "len5", "len10")) + " |")
-    return lines
-
-
-def cost_table(runs: dict[str, dict]) -> list[str]:
-    lines = ["| method | latency p50 (all) | p95 (all) | p50 / p95 of 5 s queries | index size per hour of audio "
-             "| indexing speed |", "|---|---|---|---|---|---|"]
-    for name, m in runs.items():
-        lat, idx = m["latency_ms"], m["index"]
-        l5 = (m["by_length"].get("len5") or {}).get("latency_ms") or {}
-        speed = f"{idx['build_x_realtime']:,.0f}x real time" if idx.get("build_x_realtime") else "-"
-        lines.append(f"| {name} | {lat['p50']:.1f} ms | {lat['p95']:.1f} ms | {l5.get('p50', float('nan')):.1f} / "
-                     f"{l5.get('p95', float('nan')):.1f} ms | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
-    return lines
-
-
-def query_set_header(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The query set's queries.json (split, cells), if it is still there."""
-    path = Path(metrics["query_set"]) / "queries.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def headline_table(runs: dict[str, dict], baseline: str = "landmark", method: str = "embedding") -> list[str]:
-    """The model against the baseline where concerts hurt: 0 dB crowd with reverb (hall or arena), in-catalog
-    queries of songs never trained on (the query set's split), 3 s and 5 s."""
-    if baseline not in runs or method not in runs:
+def cell_table(runs: Runs, method: str = "embedding", baseline: str = "landmark", length_s: float = 5.0) -> list[str]:
+    """Per SNR x reverb cell: both methods' top-1 and the paired difference."""
+    if method not in runs.rows or baseline not in runs.rows:
         return [f"(needs both `{baseline}` and `{method}` evaluated)"]
-    lines = ["| query length | " + f"{baseline} | {method} | difference | verdict |", "|---|---|---|---|---|"]
-    for k in ("len3", "len5"):
-        if k not in runs[baseline]["by_length"] or k not in runs[method]["by_length"]:
-            continue
-        a = pooled(runs[baseline], k, lambda c: c["snr_db"] == 0 and c["reverb"] != "dry")
-        b = pooled(runs[method], k, lambda c: c["snr_db"] == 0 and c["reverb"] != "dry")
-        if a[0] is None or b[0] is None:
-            continue
-        verdict = "better (intervals apart)" if b[1][0] > a[1][1] else ("better" if b[0] > a[0] else "not better")
-        lines.append(f"| {k[3:]} s (n={b[2]}) | {pct(*a[:2])} | {pct(*b[:2])} | {100 * (b[0] - a[0]):+.1f} points "
-                     f"| {verdict} |")
-    return lines if len(lines) > 2 else ["(no 3 s or 5 s queries at 0 dB with reverb in this query set)"]
+    lines = [f"| SNR | reverb | {baseline} | {method} | difference (paired) |", "|---|---|---|---|---|"]
+    for snr in (10.0, 0.0, -5.0, -10.0):
+        for reverb in ("dry", "hall", "arena"):
+            keep = both(length_is(length_s), lambda r, s=snr, v=reverb: r["snr_db"] == s and r["reverb"] == v)
+            a, b, d = runs.rate(baseline, keep), runs.rate(method, keep), runs.paired(method, baseline, keep)
+            if a[0] is None or d is None:
+                continue
+            lines.append(f"| {snr:+g} dB | {reverb} | {pct(*a[:2])} | {pct(*b[:2])} | {100 * d[0]:+.1f} "
+                         f"[{100 * d[1][0]:+.1f}, {100 * d[1][1]:+.1f}] |")
+    return lines
 
 
-def training_lines(summary: dict[str, Any] | None) -> list[str]:
-    """What the evaluated model is and what training it cost (data/model/train.json)."""
+def open_set_table(runs: Runs) -> list[str]:
+    lines = ["| method | operating point | false accepts | 3 s accepted and right | 5 s | 10 s |",
+             "|---|---|---|---|---|---|"]
+    for name, m in runs.metrics.items():
+        for title, point in (("own decision: thresholds per length chosen on val", m["open_set"].get("at_decision")),
+                             ("one threshold chosen on the test set (optimistic)", m["open_set"]["at_target_far"])):
+            if not point:
+                continue
+            by = point["by_length"]
+            lines.append(f"| {name} | {title} | {pct(point.get('far'), point.get('far_ci'))} | "
+                         + " | ".join(pct((by.get(k) or {}).get("hit_rate"), (by.get(k) or {}).get("hit_ci"))
+                                      for k in ("len3", "len5", "len10")) + " |")
+    return lines
+
+
+def scaling_table(metrics: dict[str, Any]) -> list[str]:
+    scale = metrics.get("catalog_scaling")
+    if not scale:
+        return ["(not measured)"]
+    lines = [f"{scale['queried_tracks']} test songs queried ({scale['sizes'][0]['n']} queries of "
+             f"{scale['length_s']:g} s at 0 dB with reverb), the same queries against each index:", "",
+             "| tracks in the index | top-1 |", "|---|---|"]
+    lines += [f"| {row['tracks']} | {pct(row['hit_rate'], row['hit_ci'])} |" for row in scale["sizes"]]
+    return lines
+
+
+def cost_table(runs: Runs) -> list[str]:
+    lines = ["| method | 5 s query p50 | 5 s query p95 | index size per hour of audio | indexing speed |",
+             "|---|---|---|---|---|"]
+    for name, m in runs.metrics.items():
+        l5 = (m["by_length"].get("len5") or {}).get("latency_ms") or {}
+        idx = m["index"]
+        speed = f"{idx['build_x_realtime']:,.0f}x real time" if idx.get("build_x_realtime") else "(`index` stage)"
+        lines.append(f"| {name} | {l5.get('p50', float('nan')):.1f} ms | {l5.get('p95', float('nan')):.1f} ms "
+                     f"(n={l5.get('n', 0)}) | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
+    return lines
+
+
+def training_lines(summary: dict[str, Any] | None, curve: str | None) -> list[str]:
     if not summary:
         return []
-    return ["### The model evaluated", "",
-            f"`{summary['encoder']}` encoder, {summary['parameters'] / 1e6:.2f} M parameters, `{summary['loss']}` loss, "
-            f"profile `{summary['profile']}`: {summary['steps']} steps ({summary['epochs']} epochs) on "
-            f"{summary['train_tracks']} `train` tracks, **training wall time {summary['fit_s'] / 60:.1f} min** "
-            f"(whole stage incl. export and MLflow logging {summary['wall_s'] / 60:.1f} min) on this 2-core CPU "
-            f"machine; validation top-1 {summary['best_val_top1']:.1%} on {summary['val_queries']} val queries "
-            f"(untrained: {summary['val_top1_untrained']:.1%}). ONNX export matches torch within "
-            f"{summary['onnx_max_abs_diff']:.1e}. Registered as `{summary.get('model_uri')}` "
-            f"(version {summary.get('model_version')}).", ""]
+    best = lambda k: "-" if summary.get(k) is None else f"{summary[k]:.1%}"  # noqa: E731
+    lines = [f"`{summary['encoder']}` encoder, {summary['parameters'] / 1e6:.2f} M parameters, `{summary['loss']}` loss, "
+             f"profile `{summary['profile']}`: {summary['steps']} steps ({summary['epochs']} epochs, stopped by "
+             f"{summary.get('stopped_by', '?')}) on {summary['train_tracks']} `train` tracks: **training "
+             f"{summary['fit_s'] / 60:.1f} min**, the whole stage (validation set, export, MLflow) "
+             f"{summary['wall_s'] / 60:.1f} min on this 2-core CPU. Validation ({summary['val_queries']} concert "
+             f"queries of val songs among {summary.get('val_reference_windows', 0):,} reference windows; checkpoint "
+             f"chosen by `{summary.get('monitor', 'top1')}`): top-1 {best('best_val_top1')} (untrained "
+             f"{best('val_top1_untrained')}), window recall@10 {best('best_val_window_recall')} (untrained "
+             f"{best('val_window_recall_untrained')}). ONNX matches torch within {summary['onnx_max_abs_diff']:.1e}.", ""]
+    if curve:
+        lines += [f"![learning curve]({curve})", ""]
+    return lines
 
 
-def render(runs: dict[str, dict], png_name: str, tuning: str | None = None,
-           training: dict[str, Any] | None = None, extras: list[str] | None = None) -> str:
-    m = next(iter(runs.values()))
-    qs = query_set_header(m)
+def learning_curve(summary: dict[str, Any] | None, path: Path) -> str | None:
+    """Validation scores against training steps (from train.json's history) as a PNG; its file name."""
+    history = (summary or {}).get("history") or []
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    steps = [h["step"] for h in history]
+    for key, label in (("top1", "query top-1"), ("window_recall", "window recall@10"), ("window_top1", "window top-1")):
+        ax.plot(steps, [h[key] for h in history], marker="o", label=label)
+    ax.set(xlabel=f"training step (all {summary['steps']} in {summary['fit_s'] / 60:.0f} min)", ylabel="validation",
+           ylim=(0, 1), title="learning curve (val songs among distractors)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path.name
+
+
+def generated(path: Path) -> list[str]:
+    """The body of another generated markdown file (after its 'do not edit by hand' line), if it exists."""
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    title = text.lstrip("# ").split("\n", 1)[0]
+    return [f"### {title}", "", text.split("do not edit by hand.", 1)[-1].strip(), ""]
+
+
+def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path) -> str:
+    m = next(iter(runs.metrics.values()))
+    qs_path = Path(m["query_set"]) / "queries.json"
+    qs = json.loads(qs_path.read_text()) if qs_path.is_file() else {}
     out = ["# Results", "",
-           "Generated by `.venv/bin/python benchmarks/phase0_report.py` (DVC stage `report`, after "
-           "`resonance evaluate` for each method) from `data/evaluate/*/metrics.json`. Do not edit by hand.", "",
-           "## Headline: learned embedding vs landmark at 0 dB with reverb (songs never trained on)", "",
-           *headline_table(runs), "", *training_lines(training),
-           "## All methods on the concert query set", "",
-           f"Query set `{m['query_set']}`: {m['n_queries']} queries, {m['n_in_catalog']} of songs in the index "
-           f"(the `{qs.get('split', '?')}` split), {m['n_out_of_catalog']} of never-indexed songs; every excerpt "
-           f"under each of the {len(qs.get('cells', [])) or '?'} grid cells (SNR x reverb x clipping). "
-           "Rates with 95% Wilson intervals.", "", "### Top-1 song hit rate by query length (all conditions)", "", *length_table(runs),
-           "", "### By crowd SNR (3 s and 5 s queries)", "", *snr_table(runs), "",
-           f"![hit rate vs SNR]({png_name})", "",
-           f"### Open set: the threshold at {100 * m['open_set']['target_far']:g}% false accepts", "",
-           *open_set_table(runs), "", "### Cost", "", *cost_table(runs), ""]
-    for extra in extras or []:  # other generated tables: their title as a heading, then their body
-        title = extra.lstrip("# ").split("\n", 1)[0]
-        out += [f"### {title}", "", extra.split("do not edit by hand.", 1)[-1].strip(), ""]
-    if tuning:
-        out += ["### Landmark settings, tuned on the validation queries (`benchmarks/tune_landmark.py`)", "",
-                tuning.split("do not edit by hand.", 1)[-1].strip(), ""]
+           "Generated by `.venv/bin/python benchmarks/results_report.py` (DVC stage `report`) from "
+           "`data/evaluate/*/metrics.json`. Do not edit by hand.", "",
+           f"Test set `{m['query_set']}`: {qs.get('excerpts', '?')} excerpts of songs in the index (the "
+           f"`{qs.get('split', '?')}` split: never trained on, never tuned on) and {qs.get('outside_excerpts', '?')} "
+           f"of never-indexed songs, each rendered once under every one of the {len(qs.get('cells', []))} grid cells "
+           f"(SNR x reverb x clipping); the 1, 2, 3 and 5 s queries are the first seconds of each 10 s clip. "
+           f"{m['n_queries']:,} queries. Brackets: 95% intervals from a bootstrap over excerpts (queries cut from one "
+           f"excerpt are not independent); differences are paired (same queries).", "",
+           "## Targets", "", *targets_table(runs), "",
+           "## The model", "", *training_lines(summary, curve),
+           "## Top-1 by query length (all cells)", "", *length_table(runs), "", f"![hit rate vs SNR]({png})", "",
+           "## 5 s queries per SNR and reverb: embedding vs landmark", "", *cell_table(runs), "",
+           "## Open set (false accepts of never-indexed songs)", "", *open_set_table(runs), "",
+           "## Catalog size", "", *scaling_table(runs.metrics.get("embedding", {})), "",
+           "## Cost", "", *cost_table(runs), ""]
+    for name in ("ablation.md", "decision_tuning.md", "landmark_tuning.md"):
+        out += generated(here / name)
     return "\n".join(out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--evaluate", default="data/evaluate", help="folder with one sub-folder per method")
     parser.add_argument("--model", default="data/model", help="the trained model folder (its train.json)")
     parser.add_argument("--out", default="benchmarks/RESULTS.md")
     args = parser.parse_args()
-    runs = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(args.evaluate).glob("*/metrics.json"))}
-    if not runs:
+    metrics = {p.parent.name: json.loads(p.read_text()) for p in sorted(Path(args.evaluate).glob("*/metrics.json"))}
+    if not metrics:
         raise SystemExit(f"no */metrics.json under {args.evaluate}: run `resonance evaluate` first")
+    ev = yaml.safe_load(Path(args.params).read_text())["evaluate"]
+    runs = Runs(metrics, ev["bootstrap_samples"], ev["bootstrap_seed"], ev["confidence"])
     out = Path(args.out)
-    png = out.with_name("phase0_hit_rate_vs_snr.png")
-    compare_plot(runs, png)
-    tuning = out.with_name("landmark_tuning.md")
-    summary = Path(args.model) / "train.json"
-    text = render(runs, png.name, tuning.read_text() if tuning.is_file() else None,
-                  json.loads(summary.read_text()) if summary.is_file() else None,
-                  [p.read_text() for p in [out.with_name("embedding_tuning.md")] if p.is_file()])
+    png = out.with_name("hit_rate_vs_snr.png")
+    compare_plot({k: v for k, v in metrics.items()}, png)
+    summary_path = Path(args.model) / "train.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    curve = learning_curve(summary, out.with_name("learning_curve.png"))
+    text = render(runs, png.name, summary, curve, out.parent)
     with atomic_open(out) as fh:
         fh.write(text)
     print(text)

@@ -95,7 +95,7 @@ def _index_build(args: argparse.Namespace) -> int:
 
     params = _embedding_params(args)
     summary = build_from_catalog(args.model or params.model, Path(args.catalog), Path(args.out or params.index),
-                                 progress=not args.quiet, batch=params.batch)
+                                 progress=not args.quiet, params=params)
     print(describe_build(summary))
     return 0
 
@@ -109,7 +109,7 @@ def _index_add(args: argparse.Namespace) -> int:
                              f"(got {len(args.files)})")
     params = _embedding_params(args)
     summary = add_files(args.files, [args.id] if args.id else None, [args.title] if args.title else None,
-                        args.model or params.model, Path(args.index or params.index), batch=params.batch)
+                        args.model or params.model, Path(args.index or params.index), params)
     print(describe_add(summary))
     return 0
 
@@ -121,10 +121,40 @@ def _identify(args: argparse.Namespace) -> int:
 
     params = _embedding_params(args)
     failed = 0
-    for result in identify_files(args.files, args.model or params.model, Path(args.index or params.index), params):
+    results = identify_files(args.files, args.model or params.model, Path(args.index or params.index),
+                             Path(args.calibration or params.calibration), params)
+    for result in results:
         failed += "error" in result
-        print(json.dumps(result) if args.json else describe_result(result, params.min_confidence), flush=True)
+        print(json.dumps(result) if args.json else describe_result(result), flush=True)
     return 1 if failed else 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from resonance.calibrate.stage import describe, run
+    from resonance.config import EvaluateParams, load_section
+
+    params = _embedding_params(args)
+    params = dataclasses.replace(params, model=args.model or params.model, index=args.index or params.index)
+    out = Path(args.out or params.calibration)
+    summary = run(params, load_section(args.params, "evaluate", EvaluateParams), Path(args.catalog),
+                  Path(args.queries), out, Path(args.metrics) if args.metrics else None, progress=not args.quiet)
+    print(describe(summary, out))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from resonance.config import ServeParams, load_section
+    from resonance.serve.run import serve
+
+    p = load_section(args.params, "serve", ServeParams)
+    over = {k: v for k, v in (("host", args.host), ("port", args.port), ("model", args.model),
+                              ("index", args.index), ("calibration", args.calibration)) if v is not None}
+    serve(dataclasses.replace(p, **over), _embedding_params(args), "info" if args.verbose else "warning")
+    return 0
 
 
 def _load_clip(track: str, catalog_dir: Path, sr: int, offset_s: float, seconds: float):  # -> (audio, stem)
@@ -257,7 +287,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
     p.add_argument("--model", default=None, help="model (default: embedding.model)")
     p.add_argument("--index", default=None, help="index folder (default: embedding.index)")
+    p.add_argument("--calibration", default=None, help="calibration folder (default: embedding.calibration)")
     p.set_defaults(func=_identify)
+
+    p = sub.add_parser("calibrate", help="fit the open-set thresholds and confidence on the val queries")
+    p.add_argument("--model", default=None, help="model (default: embedding.model)")
+    p.add_argument("--index", default=None, help="the index it is calibrated against (default: embedding.index)")
+    p.add_argument("--catalog", default="data/catalog", help="catalog (its train split gives the cohort)")
+    p.add_argument("--queries", default="data/queries/val", help="the val query set (never the test set)")
+    p.add_argument("--out", default=None, help="calibration folder (default: embedding.calibration)")
+    p.add_argument("--metrics", default=None, help="also write the summary JSON here (for DVC)")
+    p.set_defaults(func=_calibrate)
+
+    p = sub.add_parser("serve", help="the HTTP service: /identify, /identify/embeddings, WS /listen, /version")
+    p.add_argument("--host", default=None, help="bind address (default: serve.host, 127.0.0.1; any other needs "
+                   "the API key env var serve.api_key_env)")
+    p.add_argument("--port", type=int, default=None, help="port (default: serve.port)")
+    p.add_argument("--model", default=None, help="models:/NAME@ALIAS, a model folder or model.pt (default: "
+                   "serve.model)")
+    p.add_argument("--index", default=None, help="index folder built for that model (default: serve.index)")
+    p.add_argument("--calibration", default=None, help="its calibration folder (default: serve.calibration)")
+    p.set_defaults(func=_serve)
+
+    from resonance.cli_mlops import add_verbs  # register, promote, deploy, monitor, field (standard library only)
+
+    add_verbs(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ from resonance.config.catalog import CatalogParams, Profile, Source, ValidatePar
 from resonance.config.embedding import EmbeddingParams
 from resonance.config.evaluate import EvaluateParams
 from resonance.config.loader import ParamsError, build, check_regex, load_params, load_section
+from resonance.config.serve import ListenParams, ServeParams
 from resonance.config.simulate import (
     BanksParams,
     CrowdRanges,
@@ -22,6 +23,8 @@ from resonance.config.simulate import (
     SingalongRanges,
 )
 from resonance.config.train import (
+    TrainAugment,
+    TrainConditions,
     TrainData,
     TrainerParams,
     TrainOptim,
@@ -32,6 +35,7 @@ from resonance.config.train import (
 )
 
 __all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EmbeddingParams", "EvaluateParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
-           "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "SimulateParams", "SingalongRanges",
-           "Source", "TrainData", "TrainOptim", "TrainParams", "TrainVal", "TrainerParams", "ValidateParams", "build",
+           "ListenParams", "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "ServeParams",
+           "SimulateParams", "SingalongRanges",
+           "Source", "TrainAugment", "TrainConditions", "TrainData", "TrainOptim", "TrainParams", "TrainVal", "TrainerParams", "ValidateParams", "build",
            "check_regex", "load_params", "load_section", "load_train", "train_section"]

@@ -8,11 +8,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    """How methods are measured: on which query set, at which false-accept target, with which tolerances."""
+    """How methods are measured: on which query set, at which false-accept target, with which tolerances.
+
+    bootstrap_samples / bootstrap_seed: the excerpt-level bootstrap of every interval; time_every: a plain
+    single-query `identify` call is timed on every time_every-th clip (the latency figures); index_sizes: the
+    catalog sizes (tracks) the embedding is also scored against (5 s, 0 dB + reverb), sub-indexes drawn with
+    scale_seed that always hold the songs being queried."""
 
     query_set: str
     methods: list[str]
     target_far: float
     segment_tolerance_s: float
     confidence: float
+    bootstrap_samples: int
+    bootstrap_seed: int
+    time_every: int
+    index_sizes: list[int]
+    scale_seed: int
     mlflow_experiment: str
