@@ -210,6 +210,14 @@ def cost_table(runs: Runs) -> list[str]:
     return lines
 
 
+def _cores(summary: dict[str, Any]) -> str:
+    """' on N CPU cores' from the training summary, else the cores of the machine making this report."""
+    import os
+
+    cores = summary.get("cpus")
+    return f" on {cores} CPU cores" if cores else f" (this report's machine: {os.cpu_count()} CPU cores)"
+
+
 def training_lines(summary: dict[str, Any] | None, curve: str | None) -> list[str]:
     if not summary:
         return []
@@ -218,7 +226,7 @@ def training_lines(summary: dict[str, Any] | None, curve: str | None) -> list[st
              f"profile `{summary['profile']}`: {summary['steps']} steps ({summary['epochs']} epochs, stopped by "
              f"{summary.get('stopped_by', '?')}) on {summary['train_tracks']} `train` tracks: **training "
              f"{summary['fit_s'] / 60:.1f} min**, the whole stage (validation set, export, MLflow) "
-             f"{summary['wall_s'] / 60:.1f} min on this 2-core CPU. Validation ({summary['val_queries']} concert "
+             f"{summary['wall_s'] / 60:.1f} min{_cores(summary)}. Validation ({summary['val_queries']} concert "
              f"queries of val songs among {summary.get('val_reference_windows', 0):,} reference windows; checkpoint "
              f"chosen by `{summary.get('monitor', 'top1')}`): top-1 {best('best_val_top1')} (untrained "
              f"{best('val_top1_untrained')}), window recall@10 {best('best_val_window_recall')} (untrained "

@@ -64,7 +64,8 @@ def main() -> None:
                             segment_tolerance_s=ev.segment_tolerance_s, confidence=ev.confidence,
                             score_threshold=None, index_bytes=method.index_bytes(), reference_s=ref_s)
         op = (m["open_set"]["at_target_far"] or {}).get("all") or {}
-        rows.append((label, m["by_length"]["len3"]["all"]["hit_rate"], m["by_length"]["len5"]["all"]["hit_rate"],
+        length = lambda key: ((m["by_length"].get(key) or {}).get("all") or {}).get("hit_rate", float("nan"))  # noqa: E731
+        rows.append((label, length("len3"), length("len5"),
                      m["all"]["hit_rate"], op.get("hit_rate", float("nan")), m["latency_ms"]["p50"],
                      m["index"]["bytes_per_hour"] / 1e6))
         print(f"  done: {label}", flush=True)

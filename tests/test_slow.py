@@ -62,4 +62,4 @@ def test_the_full_size_model_trains_exports_and_registers(built: dict, tmp_path:
     session = ort.InferenceSession(str(tmp_path / "model" / "model.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(session.run(None, {"audio": x})[0], ref, atol=1e-4)
     version = mlflow.MlflowClient(uri).get_model_version_by_alias(default.registered_model, "challenger")
-    assert version.version == summary["model_version"]
+    assert str(version.version) == str(summary["model_version"])
