@@ -24,6 +24,7 @@ def _load_flow():
     return module.resonance_pipeline
 
 
+@pytest.mark.slow  # the retrain flow test below runs the same `dvc repro` inside a Prefect flow (default tier)
 def test_pipeline_flow_reproduces_stages_then_finds_them_up_to_date(prefect_api, project: Path) -> None:
     flow = _load_flow()
     stages = yaml.safe_load((project / "params.yaml").read_text())["flows"]["stages"]

@@ -16,7 +16,7 @@ from resonance.banks.stage import load_banks
 from resonance.cli import main
 from resonance.config import ParamsError, SimulateParams, load_section, load_train, train_section
 from resonance.model.embedder import Embedder, ModelError, load_model
-from resonance.train.data import SegmentSource, render_block
+from resonance.train.data import SegmentSource
 from resonance.train.stage import catalog_tracks
 
 from conftest import shrunk_params
