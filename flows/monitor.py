@@ -83,16 +83,9 @@ def monitor(project_dir: str = str(ROOT), retrain_on_drift: bool | None = None) 
 
 def _retrain_flow():
     """The retrain flow of flows/retrain.py (flows/ is not a package)."""
-    import importlib.util
-    import sys
+    from resonance.orchestrate import flow_module
 
-    key = "resonance_flows_retrain"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name("retrain.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key].retrain
+    return flow_module(Path(__file__).parent, "retrain").retrain
 
 
 if __name__ == "__main__":

@@ -14,9 +14,7 @@ changed reproduces nothing, registers nothing and promotes nothing.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -27,13 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sibling(name: str):
     """Another flow module of this folder (flows/ is not a package)."""
-    key = f"resonance_flows_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+    from resonance.orchestrate import flow_module
+
+    return flow_module(Path(__file__).parent, name)
 
 
 def flows_params(project_dir: str):

@@ -11,21 +11,15 @@ when runs should go elsewhere (docs/scale.md).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _flow(module: str, name: str):
-    key = f"resonance_flows_{module}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{module}.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[key] = mod
-        spec.loader.exec_module(mod)
-    return getattr(sys.modules[key], name)
+    from resonance.orchestrate import flow_module
+
+    return getattr(flow_module(Path(__file__).parent, module), name)
 
 
 def deployments(project_dir: Path = ROOT) -> list:

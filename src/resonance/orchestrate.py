@@ -55,6 +55,20 @@ def dvc_repro(project_dir: Path, targets: list[str], log: Callable[[str], None] 
     return ran
 
 
+def flow_module(folder: Path, name: str) -> Any:
+    """The module of flows/NAME.py in `folder`, loaded once per process (flows/ is a folder of scripts, not a
+    package: the flows call each other through this)."""
+    import importlib.util
+
+    key = f"resonance_flows_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(folder) / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
 def _set_dotted(params: dict[str, Any], key: str, value: Any) -> None:
     node = params
     parts = key.split(".")
