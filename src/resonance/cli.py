@@ -90,35 +90,15 @@ def _embedding_params(args: argparse.Namespace):  # -> EmbeddingParams
     return load_section(args.params, "embedding", EmbeddingParams)
 
 
-def _index_build(args: argparse.Namespace) -> int:
-    from resonance.index.stage import build_from_catalog, describe_build
-
-    params = _embedding_params(args)
-    summary = build_from_catalog(args.model or params.model, Path(args.catalog), Path(args.out or params.index),
-                                 progress=not args.quiet, params=params)
-    print(describe_build(summary))
-    return 0
-
-
-def _index_add(args: argparse.Namespace) -> int:
-    from resonance.errors import ResonanceError
-    from resonance.index.stage import add_files, describe_add
-
-    if (args.id or args.title) and len(args.files) != 1:
-        raise ResonanceError(f"--id and --title name one track: give exactly one FILE with them "
-                             f"(got {len(args.files)})")
-    params = _embedding_params(args)
-    summary = add_files(args.files, [args.id] if args.id else None, [args.title] if args.title else None,
-                        args.model or params.model, Path(args.index or params.index), params)
-    print(describe_add(summary))
-    return 0
-
-
 def _identify(args: argparse.Namespace) -> int:
     import json
 
     from resonance.index.stage import describe_result, identify_files
 
+    if args.setlist:
+        from resonance.cli_stream import setlist_files
+
+        return setlist_files(args)
     params = _embedding_params(args)
     failed = 0
     results = identify_files(args.files, args.model or params.model, Path(args.index or params.index),
@@ -266,25 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png-only", action="store_true", help="only the spectrogram PNG and condition JSON")
     p.set_defaults(func=_preview)
 
-    p = sub.add_parser("index", help="the FAISS reference index of the embedding model (see `index build|add`)")
-    idx = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = idx.add_parser("build", help="embed every catalog track into a new index (replaces the old one)")
-    p.add_argument("--model", default=None, help="model folder, model.pt or models:/NAME@ALIAS (default: "
-                   "embedding.model)")
-    p.add_argument("--catalog", default="data/catalog", help="catalog folder (default: data/catalog)")
-    p.add_argument("--out", default=None, help="index folder (default: embedding.index)")
-    p.set_defaults(func=_index_build)
-    p = idx.add_parser("add", help="add audio files (any format) to the index; an existing track id is replaced")
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files to index")
-    p.add_argument("--id", default=None, help="track id (one FILE only; default: the file name without suffix)")
-    p.add_argument("--title", default=None, help="title (one FILE only; default: the file's title tag or name)")
-    p.add_argument("--model", default=None, help="model (default: embedding.model)")
-    p.add_argument("--index", default=None, help="index folder, created if missing (default: embedding.index)")
-    p.set_defaults(func=_index_add)
+    from resonance import cli_index, cli_stream  # standard library only at import time
 
+    cli_index.add_verbs(sub)
     p = sub.add_parser("identify", help="name the song in audio files (exit 1 if a file could not be read)")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format ffmpeg reads)")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    p.add_argument("--setlist", action="store_true", help="each FILE is a whole concert: list its songs with "
+                   "start and end times (setlist params)")
     p.add_argument("--model", default=None, help="model (default: embedding.model)")
     p.add_argument("--index", default=None, help="index folder (default: embedding.index)")
     p.add_argument("--calibration", default=None, help="calibration folder (default: embedding.calibration)")
@@ -308,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", default=None, help="index folder built for that model (default: serve.index)")
     p.add_argument("--calibration", default=None, help="its calibration folder (default: serve.calibration)")
     p.set_defaults(func=_serve)
+    cli_stream.add_verbs(sub)
 
     from resonance.cli_mlops import add_verbs  # register, promote, deploy, monitor, field (standard library only)
 
