@@ -10,12 +10,18 @@ from resonance.config.loader import ParamsError
 @dataclass(frozen=True)
 class ListenParams:
     """WS /listen: decide_every_s: seconds of new audio between two decisions on the buffer; max_buffer_s: the
-    buffer keeps the most recent seconds of the stream (a concert is many songs: old audio drops out)."""
+    buffer keeps the most recent seconds of the stream (a concert is many songs: old audio drops out);
+    agree_decisions: a song below the threshold is still named when this many decisions in a row guessed it at
+    the same alignment (within agree_tol_s seconds); 0: the threshold alone."""
 
     decide_every_s: float
     max_buffer_s: float
+    agree_decisions: int
+    agree_tol_s: float
 
     def __post_init__(self) -> None:
+        if self.agree_decisions < 0 or self.agree_tol_s <= 0:
+            raise ParamsError("serve.listen: need agree_decisions >= 0 and agree_tol_s > 0")
         if not 0 < self.decide_every_s <= self.max_buffer_s:
             raise ParamsError("serve.listen: need 0 < decide_every_s <= max_buffer_s")
 

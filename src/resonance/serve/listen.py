@@ -58,6 +58,7 @@ class StreamDecider:
         self.since_decision = 0
         self.named: str | None = None
         self.last_support_s = 0.0
+        self._agreement: tuple[str, float, int] | None = None  # (guessed track, alignment s, decisions in a row)
         self._rest = b""
 
     def control(self, text: str) -> bool:
@@ -125,6 +126,22 @@ class StreamDecider:
             self.queries = self.queries[drop:]
             self.start += drop * hop
 
+    def _agree(self, found: Any) -> bool:
+        """Count this decision's best guess against the previous ones: True once `agree_decisions` decisions in
+        a row guessed the same song at the same alignment (song position minus stream time, within
+        agree_tol_s), although none of them needs to clear the threshold (an unknown song's guesses wander)."""
+        best = getattr(found.result, "best", None)
+        if best is None or found.guess is None or self.p.agree_decisions == 0:
+            self._agreement = None
+            return False
+        align = best.offset_s - self.start / self.sr
+        last = self._agreement
+        if last is not None and last[0] == found.guess.track_id and abs(last[1] - align) <= self.p.agree_tol_s:
+            self._agreement = (last[0], align, last[2] + 1)
+        else:
+            self._agreement = (found.guess.track_id, align, 1)
+        return self._agreement[2] >= self.p.agree_decisions
+
     def _hop(self) -> int:
         return int(round(self.served.method.config.query_hop_s * self.sr))
 
@@ -150,11 +167,20 @@ class StreamDecider:
                  else method.decide(method.evidence(self.queries[:0], usable[:0]), 0, length_s))
         t_s = self.received / self.sr
         track = found.track.track_id if found.accepted and found.track else None
+        agreed = self._agree(found)
+        if track is None and agreed:
+            track = found.guess.track_id
         if track is not None and track == self.named:
             self.last_support_s = t_s
         if not final and (track is None or track == self.named):
             return None
-        message = {"event": "final" if final else "match", **result_row(found, length_s), "t_s": round(t_s, 3),
+        row = result_row(found, length_s)
+        if track is not None and not found.accepted:  # named by agreement: the guess is the answer
+            row.update(track_id=track, title=found.guess.title, offset_s=row["best_guess"]["offset_s"],
+                       accepted=True, reason=None)
+        message = {"event": "final" if final else "match", **row,
+                   "decided_by": None if track is None else ("threshold" if found.accepted else "agreement"),
+                   "t_s": round(t_s, 3),
                    "time_to_decision_s": round(t_s - self.last_support_s, 3),
                    "buffer_start_s": round(self.start / self.sr, 3), "model_version": served.ref.version,
                    "index_build_id": served.index_build_id,
