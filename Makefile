@@ -17,7 +17,7 @@ export DVC_SITE_CACHE_DIR := $(CURDIR)/.dvc/site-cache
 export MLFLOW_TRACKING_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run test test-slow lint bench clean-venv
+.PHONY: setup run test test-slow lint bench screenshots clean-venv
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,11 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/simulate_speed.py
+
+# PNGs of the MLflow model version, the Prefect flow run and the drift report of a real run (headless Chromium)
+screenshots:
+	SETUP_BROWSER=1 bash scripts/setup.sh
+	$(BIN)/python scripts/screenshots.py $(if $(PROJECT),--project $(PROJECT),)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,7 +7,9 @@ Run: .venv/bin/python benchmarks/setlist.py [--split unseen|val] [--concerts N] 
    back to back, each followed by --gap-s of the venue's crowd alone, through `resonance listen`'s decisions
    (`StreamDecider`: every serve.listen.decide_every_s on the last serve.listen.max_buffer_s). Per clip: the
    time from its start to the first decision naming it, and whether another song was named first.
-2. Setlists: the generated concerts (5-8 songs, one of them unknown, crowd and talk between songs, one venue
+2. The same concerts streamed whole through `listen`: per known song, the time from its start to the first
+   decision naming it; songs named that were not playing (false names per hour).
+3. Setlists: the generated concerts (5-8 songs, one of them unknown, crowd and talk between songs, one venue
    condition each) through `identify --setlist`: songs found, boundaries within 5 s, unknown songs named,
    wrong songs listed, concerts exactly right. Intervals: 95% bootstrap over concerts (a concert's songs share a
    venue, so they are not independent).
@@ -54,6 +56,37 @@ def stream_clips(decider: StreamDecider, clips: list[tuple[np.ndarray, str]], ga
                     and first_correct <= audio.size / sr + 1e-6,
                     "wrong_first": bool(named) and named[0][1] != truth})
     return out
+
+
+def stream_concerts(served, serve: ServeParams, concerts: list, folder: Path, sr: int) -> list[str]:
+    """`listen` over each whole concert: per known song the time from its start to the first decision naming it
+    (while it plays, or within one buffer after), and every named song that was not playing (false names)."""
+    times, missed, false, hours = [], 0, 0, 0.0
+    buffer_s = serve.listen.max_buffer_s
+    for concert in concerts:
+        decider = StreamDecider(lambda: served, serve.listen)
+        named = decider.feed(read_audio(folder / f"{concert.name}.flac", sr)[0])
+        hours += concert.duration_s / 3600
+        for song in concert.songs:
+            if song.track_id is None:
+                continue
+            hits = [m["t_s"] for m in named if m["track_id"] == song.track_id
+                    and song.start_s <= m["t_s"] <= song.end_s + buffer_s]
+            if hits:
+                times.append(hits[0] - song.start_s)
+            else:
+                missed += 1
+        for m in named:
+            playing = {s.track_id for s in concert.songs if s.start_s <= m["t_s"] <= s.end_s + buffer_s}
+            false += m["track_id"] not in playing
+    t = np.array(times)
+    n = len(times) + missed
+    return ["## Streaming whole concerts through `listen` (the setlist concerts below, every venue)", "",
+            "| known songs | named while playing | median time from the song's start | p90 | false names |",
+            "|---|---|---|---|---|",
+            f"| {n} | {len(times) / max(n, 1):.1%} | {np.median(t) if t.size else float('nan'):.1f} s | "
+            f"{np.percentile(t, 90) if t.size else float('nan'):.1f} s | {false} ({false / hours:.1f} per hour) |",
+            ""]
 
 
 def bootstrap(values: list[tuple[float, float]], seed: int, n: int = 2000) -> tuple[float, float]:
@@ -122,6 +155,7 @@ def main() -> None:
         audio_s += audio.size / sr
         rows.append((concert, score_setlist(concert, setlist(method, audio, sr, p))))
     secs = time.perf_counter() - t0
+    lines += stream_concerts(served, serve, concerts, folder, sr)
     lines += [f"## Setlists: {len(concerts)} generated concerts (songs from split `{c.split}`, one unknown song "
               f"each)", "", "| venue | concerts | songs | found | boundaries within 5 s | unknown songs named | "
               "wrong songs listed | concerts exactly right |", "|---|---|---|---|---|---|---|---|"]

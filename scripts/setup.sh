@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 # --- system tools (Debian packages) -------------------------------------------------
 declare -A tool_pkg=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg [fpcalc]=libchromaprint-tools [sox]=sox
                      [espeak-ng]=espeak-ng [dpkg-deb]=dpkg [apt-get]=apt)
+# SETUP_BROWSER=1 also installs chromium (only scripts/screenshots.py needs it).
+[ "${SETUP_BROWSER:-0}" = 1 ] && tool_pkg[chromium]=chromium
 missing=()
 for tool in "${!tool_pkg[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${tool_pkg[$tool]}")
