@@ -69,15 +69,18 @@ def shoot(url: str, out: Path, size: tuple[int, int], budget_ms: int = 20000) ->
     return out
 
 
-def model_version(tracking_uri: str) -> str:
-    """The newest version of MODEL that carries a promotion decision (its page shows the gate's tags)."""
+def model_version(tracking_uri: str) -> tuple[str, str]:
+    """(name, version) of the newest registered model version that carries a promotion decision (its page
+    shows the gate's tags): `resonance-embedder`, or a profile's (`resonance-embedder-quick`)."""
     from mlflow import MlflowClient
 
-    versions = MlflowClient(tracking_uri).search_model_versions(f"name='{MODEL}'")
-    gated = [v for v in versions if "promotion.decision" in v.tags]
+    client = MlflowClient(tracking_uri)
+    gated = [v for m in client.search_registered_models() if m.name.startswith(MODEL)
+             for v in client.search_model_versions(f"name='{m.name}'") if "promotion.decision" in v.tags]
     if not gated:
-        sys.exit(f"screenshots: no version of {MODEL} in {tracking_uri} has promotion tags: run `make run` first")
-    return str(max(gated, key=lambda v: int(v.version)).version)
+        sys.exit(f"screenshots: no version of {MODEL}* in {tracking_uri} has promotion tags: run `make run` first")
+    newest = max(gated, key=lambda v: v.creation_timestamp)
+    return newest.name, str(newest.version)
 
 
 def latest_flow_run(api: str, flow_name: str) -> str:
@@ -104,10 +107,11 @@ def main() -> None:
            "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
     bin_dir = Path(sys.executable).parent
-    reports = sorted((project / "monitoring" / "reports").glob("*/drift_report.html"))
+    reports = sorted([*project.glob("monitoring/reports/*/drift_report.html"),
+                      *project.glob("runs/*/monitoring/reports/*/drift_report.html")], key=lambda p: p.parent.name)
     if not reports:
         sys.exit(f"screenshots: no drift report under {project}/monitoring/reports: run `resonance monitor` first")
-    version = model_version(tracking)
+    name, version = model_version(tracking)
     procs = []
     try:
         port = free_port()
@@ -115,13 +119,14 @@ def main() -> None:
                                        "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                       env=env, cwd=project, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_http(f"http://127.0.0.1:{port}/health", 120, procs[-1])
-        shoot(f"http://127.0.0.1:{port}/#/models/{MODEL}/versions/{version}", out / "mlflow_model_version.png",
-              (1500, 1500))
+        shoot(f"http://127.0.0.1:{port}/#/models/{name}/versions/{version}", out / "mlflow_model_version.png",
+              (1500, 3400))
         pport = free_port()
-        procs.append(subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                       "--port", str(pport)], env=env, cwd=project,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         api = f"http://127.0.0.1:{pport}/api"
+        procs.append(subprocess.Popen([str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
+                                       "--port", str(pport)], env={**env, "PREFECT_UI_API_URL": api,
+                                                                   "PREFECT_SERVER_UI_API_URL": api}, cwd=project,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_http(f"{api}/health", 180, procs[-1])
         run_id = latest_flow_run(api, args.flow)
         shoot(f"http://127.0.0.1:{pport}/runs/flow-run/{run_id}", out / "prefect_flow_run.png", (1500, 1100))

@@ -188,3 +188,12 @@ def test_manual_promotion_is_recorded_and_the_release_follows(project_copy: Path
         assert (project_copy / deploy.dir / "current" / part).is_file()
     assert not list((project_copy / deploy.dir).glob(".staging-*"))
     assert build_release(project_copy, deploy, log=lambda line: None)["swapped"] is False  # nothing changed
+
+
+def test_a_profile_copy_reports_the_commit_it_was_made_from(tmp_path: Path) -> None:
+    from resonance.registry.lineage import git_commit
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # runs/NAME/: a repository without commits
+    assert git_commit(tmp_path) == {"commit": "none", "dirty": False}
+    (tmp_path / "source.json").write_text(json.dumps({"commit": "ab" * 20, "dirty": True, "profile": "quick"}))
+    assert git_commit(tmp_path) == {"commit": "ab" * 20, "dirty": True}

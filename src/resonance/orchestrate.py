@@ -116,6 +116,12 @@ def prepare_profile(root: Path, name: str) -> Path:
     text = yaml.safe_dump(params, sort_keys=False)
     if not (run / "params.yaml").is_file() or (run / "params.yaml").read_text() != text:
         (run / "params.yaml").write_text(text)
+    from resonance.io import atomic_open
+    from resonance.registry.lineage import git_commit
+
+    source = json.dumps({**git_commit(root), "project": str(root), "profile": name}, indent=1)
+    with atomic_open(run / "source.json", "w") as fh:  # the lineage of a copy: the commit it was made from
+        fh.write(source)
     if not (run / ".git").exists():
         subprocess.run(["git", "init", "-q"], cwd=run, check=True)
     if not (run / ".dvc").exists():

@@ -29,7 +29,9 @@ def tracking_uri(project_dir: Path) -> str:
 
 
 def git_commit(project_dir: Path) -> dict[str, Any]:
-    """{"commit": HEAD sha or "none" (no git / no commit yet), "dirty": uncommitted changes to tracked files}."""
+    """{"commit": HEAD sha or "none" (no git / no commit yet), "dirty": uncommitted changes to tracked files}. A
+    profile copy (runs/NAME/, a git repository without commits) answers with the commit recorded in its
+    source.json when it was made from the project."""
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", *args], cwd=project_dir, capture_output=True, text=True, check=False)
 
@@ -38,6 +40,10 @@ def git_commit(project_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {"commit": "none", "dirty": False}
     if head.returncode != 0:
+        source = Path(project_dir) / "source.json"  # a profile copy (runs/NAME/): the commit it was made from
+        if source.is_file():
+            made_from = json.loads(source.read_text())
+            return {"commit": str(made_from.get("commit", "none")), "dirty": bool(made_from.get("dirty"))}
         return {"commit": "none", "dirty": False}
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
