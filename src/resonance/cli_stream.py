@@ -44,7 +44,8 @@ def _listen(args: argparse.Namespace) -> int:
     served = load_served(serve, params)
     decider = StreamDecider(lambda: served, serve.listen)
     cmd = ffmpeg_command(args.file or "", decider.sr, args.realtime, args.raw, args.rate, args.mic)
-    for message in listen(decider, pcm_chunks(cmd, decider.sr, from_stdin=args.file == "-")):
+    label = f"capture device {args.mic}" if args.mic else ("stdin" if args.file == "-" else args.file)
+    for message in listen(decider, pcm_chunks(cmd, decider.sr, from_stdin=args.file == "-", label=label)):
         print(json.dumps(message), flush=True)
     return 0
 

@@ -36,9 +36,9 @@ def ffmpeg_command(source: str, sr: int, realtime: bool, raw_format: str | None,
     return cmd + ["-vn", "-f", "s16le", "-acodec", "pcm_s16le", "-ac", "1", "-ar", str(sr), "pipe:1"]
 
 
-def pcm_chunks(cmd: list[str], sr: int, from_stdin: bool) -> Iterator[bytes]:
+def pcm_chunks(cmd: list[str], sr: int, from_stdin: bool, label: str | None = None) -> Iterator[bytes]:
     """Run ffmpeg and yield its PCM output about CHUNK_S seconds at a time; AudioError with ffmpeg's message when
-    the input cannot be decoded (nothing at all, or ffmpeg failing)."""
+    the input cannot be decoded (nothing at all, or ffmpeg failing); `label` names the input in it."""
     from resonance.audio import AudioError
 
     try:
@@ -62,7 +62,7 @@ def pcm_chunks(cmd: list[str], sr: int, from_stdin: bool) -> Iterator[bytes]:
         code = proc.wait()
     if code != 0 or total == 0:
         last = err.splitlines()[-1] if err else "no audio in the input"
-        raise AudioError(f"{cmd[cmd.index('-i') + 1]}: cannot decode ({last})")
+        raise AudioError(f"{label or cmd[cmd.index('-i') + 1]}: cannot decode ({last})")
 
 
 def listen(decider: Any, chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
