@@ -19,7 +19,7 @@ from resonance.config.stream import ConcertParams, SetlistParams
 from resonance.stream.concerts import Concert, Song
 from resonance.stream.score import score_setlist
 from resonance.stream.setlist import Performance
-from serve_helpers import PARAMS, SR, build_setup, songs, write_wav
+from serve_helpers import PARAMS, SR, build_setup, calibrate, embedding_params, serve_params, songs, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +167,23 @@ def test_concert_params_need_sane_ranges() -> None:
     for bad in ({"songs": [8, 5]}, {"song_s": [1.0, 2.0]}, {"snr_db": []}):
         with pytest.raises(ParamsError):
             ConcertParams(**{**base, **bad})
+
+
+def test_listen_names_a_song_below_the_threshold_when_its_guesses_agree(setup: dict[str, Path],
+                                                                     tmp_path: Path) -> None:
+    """Thresholds nothing clears: only `agree_decisions` aligned guesses in a row name a song (0: never)."""
+    from resonance.serve.holder import load_served
+    from resonance.serve.listen import StreamDecider
+
+    strict = calibrate(setup["model"], tmp_path / "strict", {1.0: 1e9, 3.0: 1e9})
+    served = load_served(serve_params({**setup, "calibration": strict}), embedding_params())
+    base = serve_params(setup).listen
+    audio = songs()["song_b"]
+    for agree, named in ((0, []), (3, ["song_b"])):
+        decider = StreamDecider(lambda: served, dataclasses.replace(base, agree_decisions=agree))
+        matches = decider.feed(audio)
+        assert [m["track_id"] for m in matches] == named
+        if named:
+            first = matches[0]
+            assert first["decided_by"] == "agreement" and first["accepted"] is True and first["t_s"] == 3.0
+            assert first["score"] < first["threshold"]  # below the threshold, named by agreement
