@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resonance.io import atomic_open
+from resonance.io import write_report
 
 
 def run_set(folder: Path, n_in: int, n_out: int, landmark, embedding, sr: int) -> list[dict]:
@@ -120,10 +120,7 @@ def main() -> None:
     verdict = ("beats" if lo > 0 else "does not beat") + " the embedding on top-1 (interval " + \
         ("above" if lo > 0 else "not above") + " zero)"
     lines += ["", f"Verdict: the hybrid {verdict}.", ""]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with atomic_open(Path(args.out), "w") as fh:
-        fh.write(text)
+    write_report(Path(args.out), lines)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from resonance.banks.stage import load_banks
 from resonance.config import EmbeddingParams, ServeParams, SimulateParams, load_section
 from resonance.config.stream import SetlistParams
 from resonance.evaluate.queries import load_queries
-from resonance.io import atomic_open
+from resonance.io import write_report
 from resonance.serve.holder import load_served
 from resonance.serve.listen import StreamDecider
 from resonance.stream.concerts import write_concerts
@@ -173,10 +173,7 @@ def main() -> None:
                      f"{sum(x.exact for x in s)} |")
     lines += ["", f"Setlist compute: {secs / audio_s:.3f} s per s of audio ({audio_s / 60:.0f} min of concerts in "
               f"{secs:.0f} s). Concert audio and truth: `{folder}/`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with atomic_open(Path(args.out), "w") as fh:
-        fh.write(text)
+    write_report(Path(args.out), lines)
 
 
 if __name__ == "__main__":

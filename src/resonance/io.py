@@ -56,6 +56,15 @@ def write_checksummed(target: str | Path, chunks: Iterable[bytes | memoryview]) 
     return crc
 
 
+def write_report(target: str | Path, lines: list[str]) -> str:
+    """Join a benchmark's markdown lines, print them and write them to `target` atomically; returns the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with atomic_open(target) as fh:
+        fh.write(text)
+    return text
+
+
 def write_json(target: str | Path, obj: Any) -> None:
     """Write `obj` as indented JSON, atomically."""
     with atomic_open(target) as fh:
