@@ -11,9 +11,10 @@ Part 2 runs first, and the table file is rewritten after every row (a stopped ru
    hop) = indexed windows plus noise at cosine ~0.8 to their original. Per type: build time, bytes per vector
    (serialized index / N), search time per batch (p50/p95 ms, one thread, top-10), recall@10 against the exact
    scan, and the mean cosine between a vector and what the index can give back for re-scoring.
-2. Compression on real queries: the 5 s prefixes of the first --excerpts in-catalog test excerpts (all 24 grid
-   cells) decided by the sequence search twice, on the exact index and on a copy whose vectors are their IVF-PQ
-   reconstructions (proposals and re-scoring both from the codes: the float vectors are gone); paired top-1.
+2. The index types on real queries: the 5 s prefixes of the first --excerpts in-catalog test excerpts (all 24
+   grid cells) decided by the sequence search on the exact scan, the deployed index and the shipped compressed
+   type (`ivfpq`: IVF proposals, re-scoring on the PQ codes' reconstructions, no float vectors saved) built
+   from the same vectors; paired top-1 and bytes on disk.
 3. 100 k songs (43 M windows at the 0.5 s hop): RAM and latency from the measured bytes per vector and the
    measured growth of search time from 1 M to 10 M.
 """
@@ -106,9 +107,17 @@ def measure(xb: np.ndarray, queries: np.ndarray, truth: np.ndarray, make, name: 
             "cos": cos, "index": index}
 
 
+def _disk_bytes(index, tmp: Path) -> int:
+    """Bytes of `index` saved (every file of its folder)."""
+    index.save(tmp)
+    return sum(f.stat().st_size for f in tmp.iterdir())
+
+
 def real_queries(args: argparse.Namespace) -> list[str]:
-    """Part 2: paired top-1 of 5 s test queries, exact vectors vs PQ reconstructions (one per --pq setting)."""
-    import faiss
+    """Part 2: paired top-1 of 5 s test queries on the exact index, the deployed one, and the shipped compressed
+    type (`embedding.index_type: ivfpq`, one per --pq setting) built from the same vectors."""
+    import dataclasses
+    import tempfile
 
     from resonance.audio import read_audio
     from resonance.config import EmbeddingParams, load_section
@@ -120,50 +129,55 @@ def real_queries(args: argparse.Namespace) -> list[str]:
     from resonance.progress import progress
 
     emb = load_section(args.params, "embedding", EmbeddingParams)
-    exact = EmbeddingIndex.load(emb.index)
-    exact.ann_spec = FLAT  # every side scans exactly: only the vectors differ
+    deployed = EmbeddingIndex.load(emb.index)
     embedder = Embedder(load_model(emb.model), batch=emb.batch)
-    methods = {"float32 (exact)": EmbeddingMethod.with_index(embedder, emb, exact)}
-    arrays, sample = exact.arrays(), np.random.default_rng(args.seed).choice(exact.n_windows, 160_000, replace=False)
+    arrays, head = deployed.arrays(), deployed.header(deployed.build_id or "")
+    exact = EmbeddingIndex.from_arrays({**head, "ann": FLAT.to_dict()}, deployed.faiss, None, arrays["ids"],
+                                       arrays["track"], arrays["slot"], deployed.tracks)
+    indexes = {"float32, exact scan": exact, f"float32, {deployed.ann_spec.kind} proposals (deployed)": deployed}
     for m in args.pq:
-        codes = faiss.IndexIVFPQ(faiss.IndexFlatIP(exact.dim), exact.dim, 4096, m, 8, faiss.METRIC_INNER_PRODUCT)
-        codes.train(exact.vectors()[sample])
-        codes.add(exact.vectors())
-        codes.make_direct_map()
-        flat = faiss.IndexIDMap2(faiss.IndexFlatIP(exact.dim))
-        flat.add_with_ids(unit(codes.reconstruct_n(0, exact.n_windows)), arrays["ids"])
-        squeezed = EmbeddingIndex.from_arrays({**exact.header(exact.build_id or ""), "ann": FLAT.to_dict()}, flat,
-                                              arrays["ids"], arrays["track"], arrays["slot"], exact.tracks)
-        methods[f"PQ{m}x8 codes + id"] = EmbeddingMethod.with_index(embedder, emb, squeezed)
+        spec = dataclasses.replace(emb.ann_spec(), kind="ivfpq", pq_m=m)
+        copy = EmbeddingIndex.from_arrays({**head, "ann": spec.to_dict()}, deployed.faiss, None, arrays["ids"],
+                                          arrays["track"], arrays["slot"], deployed.tracks)
+        t0 = time.perf_counter()
+        copy.compact()  # trains IVF-PQ on the vectors, encodes them, then keeps only the reconstructions
+        print(f"faiss: ivfpq m={m} built in {time.perf_counter() - t0:.0f} s", flush=True)
+        indexes[f"ivfpq: IVF{spec.ivf_nlist}-PQ{m}x{spec.pq_nbits}, nprobe {spec.ivf_nprobe}"] = copy
+    with tempfile.TemporaryDirectory() as tmp:
+        disk = {name: _disk_bytes(index, Path(tmp) / str(i)) for i, (name, index) in enumerate(indexes.items())}
+    methods = {name: EmbeddingMethod.with_index(embedder, emb, index) for name, index in indexes.items()}
     qs = [q for q in load_queries(args.queries) if q.in_catalog and q.length_s == 5.0]
     excerpts = sorted({q.excerpt for q in qs})[: args.excerpts]
     qs = [q for q in qs if q.excerpt in set(excerpts)]
     right: dict[str, list[bool]] = {k: [] for k in methods}
+    first = methods[next(iter(methods))]
     for q in progress(qs, desc="faiss: test queries", unit="query"):
         audio = read_audio(Path(args.queries) / q.audio_path, embedder.sr)[0][: 5 * embedder.sr]
         windows = embedder.embed(audio, emb.query_hop_s)
-        usable = methods["float32 (exact)"].usable(audio, emb.query_hop_s)
+        usable = first.usable(audio, emb.query_hop_s)
         for name, method in methods.items():
             found = method.decide(method.evidence(windows, usable), windows.shape[0], 5.0)
             right[name].append(found.guess is not None and found.guess.track_id == q.track_id)
     per = {e: np.array([i for i, q in enumerate(qs) if q.excerpt == e]) for e in excerpts}
     rng = np.random.default_rng(args.seed)
     picks = [np.concatenate([per[e] for e in rng.choice(excerpts, len(excerpts))]) for _ in range(1000)]
-    base = np.array(right["float32 (exact)"])
-    lines = [f"## PQ reconstructions instead of float vectors, on {len(qs)} test queries of 5 s ({len(excerpts)} "
-             f"excerpts x 24 cells, the default model and all {len(exact.tracks)} tracks)", "",
-             "| vectors | bytes per window | MB per hour of audio | top-1 | change vs exact (95% CI, bootstrap by "
-             "excerpt) |", "|---|---|---|---|---|"]
+    base = np.array(right["float32, exact scan"])
+    hours = sum(t.duration_s for t in exact.tracks) / 3600
+    lines = [f"## The index types on {len(qs)} real test queries of 5 s ({len(excerpts)} excerpts x 24 cells, the "
+             f"default model and all {len(exact.tracks)} tracks)", "",
+             "| index | bytes per window on disk | MB per hour of audio | top-1 | change vs exact (95% CI, bootstrap "
+             "by excerpt) |", "|---|---|---|---|---|"]
     for name, hits in right.items():
         b = np.array(hits)
-        size = exact.dim * 4 + 8 if name.startswith("float") else int(name[2:name.index("x")]) + 8
-        diff = "" if b is base or name.startswith("float") else (
-            f"{b.mean() - base.mean():+.1%} [{np.percentile([b[p].mean() - base[p].mean() for p in picks], 2.5):+.1%}, "
-            f"{np.percentile([b[p].mean() - base[p].mean() for p in picks], 97.5):+.1%}]")
-        lines.append(f"| {name} | {size} | {size * 3600 / exact.hop_s / 1e6:.2f} | {b.mean():.1%} | {diff} |")
-    return lines + ["", "Proposals and re-scoring both use the reconstructions (an exact scan over them; IVF's own "
-                    "recall loss at nprobe 32 is in the first table). Bytes per window: the code plus its 8-byte id.",
-                    ""]
+        diffs = [b[p].mean() - base[p].mean() for p in picks]
+        diff = "" if name == "float32, exact scan" else (
+            f"{b.mean() - base.mean():+.1%} [{np.percentile(diffs, 2.5):+.1%}, {np.percentile(diffs, 97.5):+.1%}]")
+        lines.append(f"| {name} | {disk[name] / exact.n_windows:.0f} | {disk[name] / 1e6 / hours:.2f} | "
+                     f"{b.mean():.1%} | {diff} |")
+    return lines + ["", "Every type re-scores its candidates with the sequence search; `ivfpq` (what "
+                    "`embedding.index_type: ivfpq` builds) proposes from its inverted lists and re-scores on the "
+                    "codes' reconstructions: no float vector is saved. Bytes on disk include the per-window "
+                    "metadata (track, slot, id) and, for HNSW, the graph's own float copy.", ""]
 
 
 def main() -> None:

@@ -62,3 +62,19 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
     bad.write_text("other: {}\n")
     with pytest.raises(ParamsError, match="no `catalog:` section"):
         load_section(bad, "catalog", CatalogParams)
+
+
+@pytest.mark.parametrize("index_type, ivfpq, words", [
+    ("ivf", {"nlist": 8, "nprobe": 2, "m": 8, "nbits": 8}, "index_type must be flat, hnsw or ivfpq"),
+    ("ivfpq", {"nlist": 8, "nprobe": 2, "m": 8}, "ivfpq needs nlist, nprobe, m and nbits"),
+    ("ivfpq", {"nlist": 8, "nprobe": 0, "m": 8, "nbits": 8}, "ivfpq needs"),
+    ("ivfpq", {"nlist": 8, "nprobe": 2, "m": 8, "nbits": 20}, "nbits (1..16)"),
+])
+def test_malformed_index_type_params_name_the_key(tmp_path: Path, index_type: str, ivfpq: dict, words: str) -> None:
+    from resonance.config import EmbeddingParams
+
+    params = shrunk_params()
+    params["embedding"].update(index_type=index_type, ivfpq=ivfpq)
+    with pytest.raises(ParamsError) as err:
+        load_section(_write(tmp_path, params), "embedding", EmbeddingParams)
+    assert words in str(err.value) and "embedding" in str(err.value)

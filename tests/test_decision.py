@@ -119,6 +119,43 @@ def test_the_bootstrap_resamples_excerpts_so_correlated_queries_widen_the_interv
     assert same == (0.0, 0.0)
 
 
+def test_a_compressed_ivfpq_index_keeps_only_codes_and_answers_the_same_once_loaded(tmp_path) -> None:
+    from resonance.index.ann import AnnSpec
+    from resonance.index.store import EmbeddingIndexError
+
+    index, queries, truth, offset_s = _planted(seed=2)
+    spec = AnnSpec("ivfpq", 16, 64, 64, ivf_nlist=64, ivf_nprobe=16, pq_m=8, pq_nbits=8)
+    pq = EmbeddingIndex(DIM, 1.0, HOP, "planted", spec)
+    for t in index.tracks:
+        pos = index.position(t.track_id)
+        pq.add_track(t.track_id, t.title, index.vectors()[index.row_track() == pos], HOP, t.duration_s, t.source)
+    pq.save(tmp_path / "pq")
+    index.save(tmp_path / "flat")
+    assert not (tmp_path / "pq" / "index.faiss").exists()  # no float copy on disk: codes only
+    size = {name: sum(p.stat().st_size for p in (tmp_path / name).iterdir()) for name in ("pq", "flat")}
+    assert size["pq"] < 0.5 * size["flat"]
+    rec = pq.vectors()  # after the save, in memory as loaded: reconstructions, close to the exact rows
+    assert 0.85 < float(np.mean(np.sum(rec * index.vectors(), axis=1))) < 0.9999
+    found = sequence_search(pq, queries, np.ones(len(queries), bool), QHOP, 10, 1000)
+    assert found.best.track == truth and found.best.offset_s == pytest.approx(offset_s)
+    loaded = EmbeddingIndex.load(tmp_path / "pq")
+    assert loaded.ann_spec == spec and loaded.n_windows == index.n_windows
+    np.testing.assert_array_equal(loaded.vectors(), rec)
+    np.testing.assert_array_equal(loaded.search_rows(queries, 10)[1], pq.search_rows(queries, 10)[1])
+    again = sequence_search(loaded, queries, np.ones(len(queries), bool), QHOP, 10, 1000)
+    assert (again.best.track, again.best.offset_s, again.best.score) == (found.best.track, found.best.offset_s,
+                                                                        found.best.score)
+    loaded.remove_track("t3")  # in place: the codes of every other window are untouched
+    assert loaded._ann is not None and loaded._ann.ntotal == loaded.n_windows == index.n_windows - 40
+    after = sequence_search(loaded, queries, np.ones(len(queries), bool), QHOP, 10, 1000)
+    assert after.best.track == truth - 1 and after.best.score == pytest.approx(found.best.score)
+    data = bytearray((tmp_path / "pq" / "ann.faiss").read_bytes())
+    data[len(data) // 3] ^= 1
+    (tmp_path / "pq" / "ann.faiss").write_bytes(bytes(data))
+    with pytest.raises(EmbeddingIndexError, match="ann.faiss fail"):
+        EmbeddingIndex.load(tmp_path / "pq")
+
+
 def test_an_hnsw_index_proposes_the_same_candidates_and_survives_a_save(tmp_path) -> None:
     from resonance.index.ann import AnnSpec
 

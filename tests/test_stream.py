@@ -62,6 +62,32 @@ def test_index_info_and_remove(setup: dict[str, Path], tmp_path: Path, capsys) -
     assert "no index" in capsys.readouterr().err.lower()
 
 
+def test_a_compressed_ivfpq_index_is_built_added_to_and_identifies(setup: dict[str, Path], tmp_path: Path,
+                                                                     capsys) -> None:
+    from resonance.index.stage import add_files
+
+    files = [write_wav(tmp_path / f"{k}.wav", a) for k, a in songs().items()]
+    pq = dataclasses.replace(embedding_params(), index_type="ivfpq", ivfpq={"nlist": 2, "nprobe": 2, "m": 8,
+                                                                           "nbits": 8})
+    idx = tmp_path / "pq"
+    add_files(files[:2], None, None, setup["model"], idx, pq)
+    add_files(files[2:], None, None, setup["model"], idx, pq)  # a second add: encoded into the saved codes
+    assert not (idx / "index.faiss").exists() and (idx / "ann.faiss").is_file()
+    assert _cli("index", "info", "--index", str(idx), "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["type"]["kind"] == "ivfpq" and info["tracks"] == 3
+    assert info["bytes_per_window"] < json.loads(_info_json(setup["index"], capsys))["bytes_per_window"] / 2
+    clip = write_wav(tmp_path / "b.wav", songs()["song_b"][4 * SR:9 * SR])
+    assert _cli("identify", "--json", str(clip), "--index", str(idx), *_args(setup, "model", "calibration")) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out.get("track_id") or out["best_guess"]["track_id"]) == "song_b"
+
+
+def _info_json(index: Path, capsys) -> str:
+    assert _cli("index", "info", "--index", str(index), "--json") == 0
+    return capsys.readouterr().out
+
+
 def _listen(setup: dict[str, Path], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "resonance", "--params", str(PARAMS), "listen", *args,
            *_args(setup, "model", "index", "calibration")]

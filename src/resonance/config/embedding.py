@@ -15,9 +15,11 @@ SCORES = ("score", "margin", "blend")
 @dataclass(frozen=True)
 class EmbeddingParams:
     """model: a folder holding model.pt, a model.pt path, or an MLflow URI (`models:/name@alias`);
-    index: the index folder; index_type: how a new index proposes candidates (`flat`: an exact scan; `hnsw`: a
-    FAISS HNSW graph with hnsw.m links per node and the ef_construction / ef_search beams; the vectors stay exact
-    for re-scoring either way, resonance.index.ann); calibration: the calibration folder (`resonance calibrate`);
+    index: the index folder; index_type: how a new index proposes candidates and stores its vectors (`flat`: an
+    exact scan of float vectors; `hnsw`: a FAISS HNSW graph with hnsw.m links per node and the ef_construction /
+    ef_search beams, float vectors; `ivfpq`: the compressed index, IVF-PQ with ivfpq.nlist cells, ivfpq.nprobe of
+    them scanned, ivfpq.m codes of ivfpq.nbits bits per window, re-scored on the codes' reconstructions;
+    resonance.index.ann); calibration: the calibration folder (`resonance calibrate`);
     query_hop_s: seconds between query windows; top_k: neighbours per query window;
     decision: `sequence` (re-score candidates with every window) or `vote` (top-k votes);
     max_candidates: candidates re-scored per query; score: what the sequence decision thresholds (`score`,
@@ -32,6 +34,7 @@ class EmbeddingParams:
     index: str
     index_type: str
     hnsw: dict[str, int]
+    ivfpq: dict[str, int]
     calibration: str
     query_hop_s: float
     top_k: int
@@ -52,9 +55,11 @@ class EmbeddingParams:
                   (self.decision in DECISIONS, f"decision must be one of {DECISIONS}"),
                   (self.score in SCORES, f"score must be one of {SCORES}"),
                   (self.background in ("z", "shift"), "background must be z or shift"),
-                  (self.index_type in ("flat", "hnsw"), "index_type must be flat or hnsw"),
+                  (self.index_type in ("flat", "hnsw", "ivfpq"), "index_type must be flat, hnsw or ivfpq"),
                   (set(self.hnsw) == {"m", "ef_construction", "ef_search"} and min(self.hnsw.values()) >= 1,
                    "hnsw needs m, ef_construction and ef_search, each >= 1"),
+                  (set(self.ivfpq) == {"nlist", "nprobe", "m", "nbits"} and min(self.ivfpq.values()) >= 1
+                   and self.ivfpq["nbits"] <= 16, "ivfpq needs nlist, nprobe, m and nbits (1..16), each >= 1"),
                   (0.0 < self.min_active <= 1.0, "min_active must be in (0, 1]"),
                   (self.cohort_size >= 1 and 1 <= self.cohort_top <= self.cohort_size,
                    "need cohort_size >= 1 and 1 <= cohort_top <= cohort_size"),
@@ -69,5 +74,6 @@ class EmbeddingParams:
         """The ANN structure a new index gets."""
         from resonance.index.ann import AnnSpec
 
-        h = self.hnsw
-        return AnnSpec(self.index_type, h["m"], h["ef_construction"], h["ef_search"])
+        h, q = self.hnsw, self.ivfpq
+        return AnnSpec(self.index_type, h["m"], h["ef_construction"], h["ef_search"], q["nlist"], q["nprobe"],
+                       q["m"], q["nbits"])

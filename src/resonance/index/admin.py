@@ -32,7 +32,7 @@ def remove_tracks(track_ids: Sequence[str], index_dir: Path) -> dict[str, Any]:
 
 def index_info(index_dir: Path) -> dict[str, Any]:
     """What the index at `index_dir` holds, read and checksum-verified by a full load: tracks, windows, bytes on
-    disk, bytes per window, hours of reference audio, type (flat | hnsw and its settings), model sha256, build id,
+    disk, bytes per window, hours of reference audio, type (flat | hnsw | ivfpq and its settings), model sha256, build id,
     format, window and hop (s), dim, and the tracks (id, title, duration_s, windows)."""
     index = EmbeddingIndex.load(index_dir)
     head = json.loads((index_dir / "index.json").read_text())
@@ -54,7 +54,9 @@ def describe_info(info: dict[str, Any], tracks: bool) -> str:
     kind = info["type"]
     extra = ", ".join(f"{k}={v}" for k, v in kind.items() if k != "kind")
     lines = [f"index {info['index']} (format {info['format']}, build {info['build_id']}, checksums verified)",
-             f"  type: {kind['kind']}{f' ({extra})' if extra else ''}; float vectors kept for exact re-scoring",
+             f"  type: {kind['kind']}{f' ({extra})' if extra else ''}; "
+             + ("PQ codes only: re-scored on their reconstructions" if kind["kind"] == "ivfpq"
+                else "float vectors kept for exact re-scoring"),
              f"  model: {info['model_sha256'][:16]}...; windows of {info['window_s']:g} s every {info['hop_s']:g} s, "
              f"dim {info['dim']}",
              f"  {info['tracks']:,} tracks, {info['windows']:,} windows, {info['hours']:.1f} h of audio",

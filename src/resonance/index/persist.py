@@ -24,9 +24,6 @@ import numpy as np
 
 from resonance.index.store import INDEX_FORMAT, EmbeddingIndex, EmbeddingIndexError, TrackInfo
 
-PARTS = ("index.faiss", "windows.npz", "tracks.jsonl")
-FILES = ("index.json", *PARTS)
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -42,11 +39,15 @@ def save_index(index: EmbeddingIndex, folder: Path) -> None:
         build_id = uuid.uuid4().hex
         buf = io.BytesIO()
         np.savez(buf, **index.arrays(), build_id=np.array(build_id))
-        parts = {"index.faiss": faiss.serialize_index(index.faiss).tobytes(), "windows.npz": buf.getvalue(),
+        parts = {"windows.npz": buf.getvalue(),
                  "tracks.jsonl": "".join(json.dumps(asdict(t)) + "\n" for t in index.tracks).encode()}
         structure = index.ann_structure()
         if structure is not None:  # saved, so a load never rebuilds it
             parts["ann.faiss"] = faiss.serialize_index(structure).tobytes()
+        if index.ann_spec.compressed:
+            index.compact()  # from now on in memory as it will be loaded: the codes' reconstructions
+        else:
+            parts["index.faiss"] = faiss.serialize_index(index.faiss).tobytes()
         for name, data in parts.items():
             (tmp / name).write_bytes(data)
         head = {**index.header(build_id), "sha256": {name: _sha256(data) for name, data in parts.items()}}
@@ -98,7 +99,7 @@ def _read(folder: Path) -> EmbeddingIndex:
     import faiss
 
     head = read_header(folder)
-    names = [*PARTS, *(["ann.faiss"] if "ann.faiss" in (head.get("sha256") or {}) else [])]
+    names = _parts(head)
     try:
         data = {name: (folder / name).read_bytes() for name in names}
     except OSError:
@@ -114,11 +115,11 @@ def _read(folder: Path) -> EmbeddingIndex:
         with np.load(io.BytesIO(data["windows.npz"])) as npz:
             arrays = {k: npz[k] for k in ("ids", "track", "slot")}
         tracks = [TrackInfo(**json.loads(line)) for line in data["tracks.jsonl"].decode().splitlines() if line]
-        flat = faiss.deserialize_index(np.frombuffer(data["index.faiss"], dtype=np.uint8))
-        index = EmbeddingIndex.from_arrays(head, flat, arrays["ids"], arrays["track"], arrays["slot"], tracks)
-        if "ann.faiss" in data:
-            index._ann = faiss.deserialize_index(np.frombuffer(data["ann.faiss"], dtype=np.uint8))
-    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        parts = {name: faiss.deserialize_index(np.frombuffer(data[name], dtype=np.uint8))
+                 for name in ("index.faiss", "ann.faiss") if name in data}
+        index = EmbeddingIndex.from_arrays(head, parts.get("index.faiss"), parts.get("ann.faiss"), arrays["ids"],
+                                           arrays["track"], arrays["slot"], tracks)
+    except (ValueError, KeyError, TypeError, RuntimeError, AttributeError) as exc:
         raise EmbeddingIndexError(f"{folder}: corrupt index ({type(exc).__name__}: {exc}); rebuild it") from None
     consistent = (index.faiss.ntotal == index.n_windows == head["n_windows"] and index.faiss.d == index.dim
                   and (index._ann is None or index._ann.ntotal == index.n_windows)
@@ -128,6 +129,15 @@ def _read(folder: Path) -> EmbeddingIndex:
         raise EmbeddingIndexError(f"{folder}: corrupt index (its parts disagree on the number of windows); "
                                   f"rebuild it")
     return index
+
+
+def _parts(head: dict[str, Any]) -> list[str]:
+    """The files an index with this header must have besides index.json: the float store unless it is compressed
+    (then its codes, ann.faiss), and the proposal structure when one was saved."""
+    compressed = isinstance(head.get("ann"), dict) and head["ann"].get("kind") == "ivfpq"
+    saved = head.get("sha256") or {}
+    return ["windows.npz", "tracks.jsonl", *([] if compressed else ["index.faiss"]),
+            *(["ann.faiss"] if compressed or "ann.faiss" in saved else [])]
 
 
 class _TornRead(Exception):

@@ -3,7 +3,9 @@
 Layout of an index folder (written whole, atomically: see `EmbeddingIndex.save`):
     index.json     header: format, build_id, dim, window_s, hop_s, n_tracks, n_windows, model_sha256, and the
                    sha256 of each file below (checked on load: a truncated or altered file is a clear error)
-    index.faiss    faiss.IndexIDMap2(faiss.IndexFlatIP(dim)): one float32 (dim,) unit row per window
+    index.faiss    faiss.IndexIDMap2(faiss.IndexFlatIP(dim)): one float32 (dim,) unit row per window (not in a
+                   compressed `ivfpq` index: its rows are decoded from ann.faiss's codes)
+    ann.faiss      the proposal structure of an `hnsw` or `ivfpq` index (resonance.index.ann), when it has one
     windows.npz    per window, in id order: ids (int64, the FAISS ids), track (int32, position in tracks.jsonl),
                    slot (int32: the window's number j in its track, starting at j * hop_s seconds); and build_id
     tracks.jsonl   per track: track_id, title, duration_s (seconds), source (a file path or "catalog"),
@@ -79,8 +81,10 @@ class EmbeddingIndex:
         return self._slot.astype(np.float64) * self.hop_s
 
     def nbytes(self) -> int:
-        """Bytes of search data held: the vectors plus the per-window metadata."""
-        return self.n_windows * self.dim * 4 + self._ids.nbytes + self._track.nbytes + self._slot.nbytes
+        """Bytes of search data saved: the vectors (float32, or the codes and ids of a compressed index) plus the
+        per-window metadata."""
+        per_row = (self.ann_spec.pq_m * self.ann_spec.pq_nbits / 8 + 8) if self.ann_spec.compressed else self.dim * 4
+        return int(self.n_windows * per_row) + self._ids.nbytes + self._track.nbytes + self._slot.nbytes
 
     def vectors(self) -> np.ndarray:
         """Every indexed row as float32 (n_windows, dim), in the order of the metadata arrays (read-only)."""
@@ -104,23 +108,44 @@ class EmbeddingIndex:
             self._slots = (first, rows)
         return self._slots
 
-    def _changed(self, appended: np.ndarray | None = None) -> None:
-        """Drop the caches; rows appended at the end extend the ANN structure, anything else rebuilds it."""
-        self._vectors, self._slots = None, None
-        if appended is not None and self._ann is not None:
-            from resonance.index import ann
+    def _changed(self, removed: np.ndarray, appended: np.ndarray, appended_ids: np.ndarray) -> None:
+        """Drop the caches and bring the ANN structure along: rows removed (FAISS ids) and rows appended at the end
+        (vectors (n, dim) and their ids) are applied in place where the structure can, else it is rebuilt."""
+        from resonance.index import ann
 
-            ann.extend(self._ann, appended)
-        else:
+        self._vectors, self._slots = None, None
+        if self._ann is None:
+            return
+        if removed.size and not ann.remove(self._ann, self.ann_spec, removed):
             self._ann = None
+            return
+        ann.extend(self._ann, self.ann_spec, appended, appended_ids)
 
     def ann_structure(self) -> Any:
         """The ANN structure over `vectors()` (built on first use; None for a flat index)."""
         if self.ann_spec.kind != "flat" and self._ann is None and self.n_windows:
             from resonance.index import ann
 
-            self._ann = ann.build(self.ann_spec, self.vectors())
+            self._ann = ann.build(self.ann_spec, self.vectors(), self._ids)
         return self._ann
+
+    def compact(self) -> None:
+        """For a compressed index (`ivfpq`): replace the float rows by the reconstructions of their codes, which
+        are what a saved copy holds, so an index in memory answers exactly as it will once saved and loaded."""
+        if not self.ann_spec.compressed or not self.n_windows:
+            return
+        from resonance.index import ann
+
+        self._set_rows(ann.reconstruct(self.ann_structure(), self._ids))
+
+    def _set_rows(self, rows: np.ndarray) -> None:
+        """The float store := rows (n_windows, dim) under the current ids."""
+        import faiss
+
+        self.faiss = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+        if rows.shape[0]:
+            self.faiss.add_with_ids(np.ascontiguousarray(rows, dtype=np.float32), self._ids)
+        self._vectors = None
 
     def position(self, track_id: str) -> int | None:
         """Position of `track_id` in `tracks`, None when it is not indexed."""
@@ -145,12 +170,12 @@ class EmbeddingIndex:
             raise ValueError(f"add_track {track_id}: no usable window (all silent): nothing to index")
         info = TrackInfo(track_id, title, float(duration_s), str(source), int(keep.sum()), int(emb.shape[0]))
         pos = self.position(track_id)
-        replaced = pos is not None
+        removed = np.zeros(0, dtype=np.int64)
         if pos is None:
             pos = len(self.tracks)
             self.tracks.append(info)
         else:
-            self._remove_windows(pos)
+            removed = self._remove_windows(pos)
             self.tracks[pos] = info
         ids = np.arange(self._next_id, self._next_id + info.n_windows, dtype=np.int64)
         self.faiss.add_with_ids(emb[keep], ids)
@@ -158,17 +183,17 @@ class EmbeddingIndex:
         self._ids = np.concatenate([self._ids, ids])
         self._track = np.concatenate([self._track, np.full(ids.size, pos, dtype=np.int32)])
         self._slot = np.concatenate([self._slot, np.flatnonzero(keep).astype(np.int32)])
-        self._changed(None if replaced else emb[keep])
+        self._changed(removed, emb[keep], ids)
 
     def remove_track(self, track_id: str) -> None:
         """Drop a track and its windows (KeyError if absent); later tracks move up one position."""
         pos = self.position(track_id)
         if pos is None:
             raise KeyError(track_id)
-        self._remove_windows(pos)
+        removed = self._remove_windows(pos)
         del self.tracks[pos]
         self._track[self._track > pos] -= 1
-        self._changed()
+        self._changed(removed, np.zeros((0, self.dim), dtype=np.float32), removed[:0])
 
     def subset(self, track_ids: list[str]) -> EmbeddingIndex:
         """A new in-memory index holding only `track_ids` (in that order; KeyError for one not indexed)."""
@@ -186,12 +211,15 @@ class EmbeddingIndex:
             out.add_track(info.track_id, info.title, emb, self.hop_s, info.duration_s, info.source, slots >= 0)
         return out
 
-    def _remove_windows(self, pos: int) -> None:
+    def _remove_windows(self, pos: int) -> np.ndarray:
+        """Drop the rows of the track at `pos` from the float store and the metadata; returns their FAISS ids."""
         gone = self._track == pos
-        if gone.any():
-            self.faiss.remove_ids(np.ascontiguousarray(self._ids[gone]))
+        removed = np.ascontiguousarray(self._ids[gone])
+        if removed.size:
+            self.faiss.remove_ids(removed)
         keep = ~gone
         self._ids, self._track, self._slot = self._ids[keep], self._track[keep], self._slot[keep]
+        return removed
 
     def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k reference windows of each query row: queries (m, dim) unit rows -> (scores (m, k) float32 cosine,
@@ -207,8 +235,10 @@ class EmbeddingIndex:
         if structure is not None:
             from resonance.index import ann
 
-            scores, rows = ann.search(structure, self.ann_spec, q, k)
-            found = rows >= 0
+            scores, labels = ann.search(structure, self.ann_spec, q, k)
+            found = labels >= 0
+            rows = np.where(found, np.searchsorted(self._ids, labels), -1) if self.ann_spec.labels_are_ids \
+                else labels
         else:
             scores, labels = self.faiss.search(q, k)
             found = labels >= 0
@@ -253,13 +283,19 @@ class EmbeddingIndex:
         return load_index(Path(folder), model_sha256, attempts)
 
     @classmethod
-    def from_arrays(cls, head: dict[str, Any], faiss_index: Any, ids: np.ndarray, track: np.ndarray,
-                    slot: np.ndarray, tracks: list[TrackInfo]) -> EmbeddingIndex:
-        """An index from its saved parts (header fields dim, window_s, hop_s, model_sha256, next_id)."""
+    def from_arrays(cls, head: dict[str, Any], faiss_index: Any, ann_structure: Any, ids: np.ndarray,
+                    track: np.ndarray, slot: np.ndarray, tracks: list[TrackInfo]) -> EmbeddingIndex:
+        """An index from its saved parts (header fields dim, window_s, hop_s, model_sha256, next_id, ann): the
+        float store faiss_index (None for a compressed index: its rows are decoded from ann_structure's codes)."""
         index = cls(head["dim"], head["window_s"], head["hop_s"], head["model_sha256"], AnnSpec(**head["ann"]))
-        index.faiss, index.tracks, index._next_id = faiss_index, tracks, int(head["next_id"])
+        index.tracks, index._next_id = tracks, int(head["next_id"])
         index.build_id = head.get("build_id")
         index._ids, index._track, index._slot = ids.astype(np.int64), track.astype(np.int32), slot.astype(np.int32)
+        index._ann = ann_structure
+        if faiss_index is None:
+            index.compact()
+        else:
+            index.faiss = faiss_index
         return index
 
     def arrays(self) -> dict[str, np.ndarray]:
