@@ -9,7 +9,8 @@ best val top-1. Open set: the hybrid accepts when the landmark's votes reach T_o
 false accepts on val at or under half the target rate) or when the embedding's calibrated decision accepts; the
 false accepts of both add up, so the hybrid's rate is reported beside its accepted-and-right share.
 Queries: the 5 s prefixes of the first in-catalog and out-of-catalog excerpts of each set, every grid cell.
-Intervals: 95% bootstrap over excerpts. Keeping `--method hybrid` in the harness depends on what this shows.
+Intervals: 95% bootstrap over excerpts. `resonance evaluate --method hybrid` applies the rule with the counts in
+params.yaml (`hybrid`), which this script checks against the ones it chooses.
 """
 
 from __future__ import annotations
@@ -119,7 +120,15 @@ def main() -> None:
     lo, hi = interval(test, em, hy, args.seed)
     verdict = ("beats" if lo > 0 else "does not beat") + " the embedding on top-1 (interval " + \
         ("above" if lo > 0 else "not above") + " zero)"
-    lines += ["", f"Verdict: the hybrid {verdict}.", ""]
+    from resonance.config import HybridParams
+
+    shipped = load_section(args.params, "hybrid", HybridParams)
+    same = (shipped.answer_votes, shipped.accept_votes) == (best_t, t_open)
+    lines += ["", f"Verdict: the hybrid {verdict}.", "",
+              f"`resonance evaluate --method hybrid` runs this rule over a whole query set with `hybrid.answer_votes` "
+              f"{shipped.answer_votes:g} and `hybrid.accept_votes` {shipped.accept_votes:g} from params.yaml"
+              + (" (the values chosen here)." if same else f": NOT the values chosen here ({best_t:g}, {t_open:g}); "
+                 "set them."), ""]
     write_report(Path(args.out), lines)
 
 

@@ -326,3 +326,48 @@ def test_log_to_mlflow_logs_metrics_and_artifacts_only_in_an_active_run(
         assert {"evaluate/landmark/report.md", "evaluate/landmark/hit_rate_vs_snr.png"} <= artifacts
     finally:
         mlflow.set_tracking_uri(previous)  # None restores "unset"
+
+
+def test_the_hybrid_rule_takes_the_landmark_only_at_enough_votes() -> None:
+    from resonance.evaluate.hybrid import fuse
+    from resonance.evaluate.methods import Identification
+
+    emb = Identification("b", 3.0, 0.7, accepted=False)
+    few, many, sure = (Identification("a", 1.0, v) for v in (10.0, 50.0, 200.0))
+    assert fuse(few, emb, 49, 173) == Identification("b", 3.0, 0.7, accepted=False)
+    assert fuse(many, emb, 49, 173) == Identification("a", 1.0, 0.7, accepted=False)
+    assert fuse(sure, emb, 49, 173) == Identification("a", 1.0, 0.7, accepted=True)
+    none = Identification(None, None, 0.0)
+    assert fuse(none, Identification("b", 3.0, 0.9, accepted=True), 49, 173).accepted is True
+    assert fuse(none, Identification(None, None, -np.inf, accepted=False), 49, 173).track_id is None
+
+
+def test_hybrid_end_to_end_through_the_harness(catalog: dict, query_dir: Path, tmp_path: Path) -> None:
+    from resonance.evaluate.hybrid import HybridMethod
+    from resonance.index.stage import load_recognizer
+    from serve_helpers import build_setup, embedding_params
+
+    setup = build_setup(tmp_path, 5, catalog)  # an untrained tiny model: the embedding side is weak here
+    embedding = load_recognizer(setup["model"], setup["index"], setup["calibration"], embedding_params())
+    hybrid = HybridMethod(LandmarkMethod(LANDMARK), embedding, MIN_VOTES, 2 * MIN_VOTES)
+    assert isinstance(hybrid, Method)
+    reference_s = build_reference(hybrid, catalog.items(), SR)
+    queries = load_queries(query_dir)
+    m = evaluate(hybrid, queries, flac_loader(query_dir, SR), sr=SR, reference_s=reference_s, score_threshold=None,
+                 **SETTINGS)
+    lm = LandmarkMethod.with_index(LANDMARK, hybrid.landmark._built())
+    load = flac_loader(query_dir, SR)
+    hy_right = em_right = lm_right = 0
+    for q, row in zip(queries, m["results"]):
+        audio = load(q)
+        a, e = lm.identify(audio, SR), embedding.identify(audio, SR)
+        want = a if a.track_id is not None and a.score >= MIN_VOTES else e
+        assert row["predicted_track_id"] == want.track_id  # the rule, query by query
+        if q.in_catalog:
+            hy_right += row["predicted_track_id"] == q.track_id
+            em_right += e.track_id == q.track_id
+            lm_right += a.track_id == q.track_id
+    assert m["method"] == "hybrid" and em_right < hy_right <= lm_right  # here the landmark rescues the weak model
+    assert m["index"]["bytes"] == hybrid.landmark.index_bytes() + embedding.index_bytes()
+    clip = load(queries[0])
+    assert hybrid.identify_prefixes(clip, SR, [4.0]) == [hybrid.identify(clip[:4 * SR], SR)]

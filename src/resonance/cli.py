@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_queries)
 
     p = sub.add_parser("evaluate", help="benchmark a recognition method on a query set (hit rates, open set, speed)")
-    p.add_argument("--method", required=True, choices=["landmark", "chromaprint", "embedding"])
+    p.add_argument("--method", required=True, choices=["landmark", "chromaprint", "embedding", "hybrid"])
     p.add_argument("--catalog", default="data/catalog", help="the reference catalog the method indexes")
     p.add_argument("--queries", default=None, help="query set folder (default: data/queries/<evaluate.query_set>)")
     p.add_argument("--out", default=None, help="report folder (default: data/evaluate/<method>)")

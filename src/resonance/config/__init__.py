@@ -6,7 +6,7 @@ key, an unknown key or a value of the wrong type is a `ParamsError` naming the k
 
 from resonance.config.catalog import CatalogParams, Profile, Source, ValidateParams
 from resonance.config.embedding import EmbeddingParams
-from resonance.config.evaluate import EvaluateParams
+from resonance.config.evaluate import EvaluateParams, HybridParams
 from resonance.config.loader import ParamsError, build, check_regex, load_params, load_section
 from resonance.config.serve import ListenParams, ServeParams
 from resonance.config.simulate import (
@@ -34,7 +34,7 @@ from resonance.config.train import (
     train_section,
 )
 
-__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EmbeddingParams", "EvaluateParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
+__all__ = ["BanksParams", "CatalogParams", "CrowdRanges", "EmbeddingParams", "EvaluateParams", "HybridParams", "GridParams", "PaRanges", "ParamsError", "PhoneRanges",
            "ListenParams", "Preset", "Profile", "QueriesParams", "QuerySet", "RoomRanges", "ServeParams",
            "SimulateParams", "SingalongRanges",
            "Source", "TrainAugment", "TrainConditions", "TrainData", "TrainOptim", "TrainParams", "TrainVal", "TrainerParams", "ValidateParams", "build",

@@ -26,3 +26,20 @@ class EvaluateParams:
     index_sizes: list[int]
     scale_seed: int
     mlflow_experiment: str
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    """`--method hybrid`: the landmark's answer when its best (track, offset) bin has at least answer_votes
+    consistent hash votes, else the embedding's; accepted (open set) when the landmark reaches accept_votes or
+    the embedding's calibrated decision accepts. Both counts are chosen on the val queries by
+    `benchmarks/hybrid.py`."""
+
+    answer_votes: float
+    accept_votes: float
+
+    def __post_init__(self) -> None:
+        from resonance.config.loader import ParamsError
+
+        if not 1 <= self.answer_votes <= self.accept_votes:
+            raise ParamsError("hybrid: need 1 <= answer_votes <= accept_votes")

@@ -2,7 +2,8 @@
 
 The fingerprint baselines index the catalog themselves; the embedding is evaluated as it is deployed: the
 reference index `embedding.index` (`resonance index build`) with the calibration `embedding.calibration`
-(`resonance calibrate`, fitted on val), so its open-set figures use thresholds never chosen on the test set.
+(`resonance calibrate`, fitted on val), so its open-set figures use thresholds never chosen on the test set. The
+hybrid (`resonance.evaluate.hybrid`) indexes the catalog for its landmark side and uses the deployed embedding.
 Outputs in OUT: metrics.json (everything, per query too), report.md, hit_rate_vs_snr.png, snr_rt60_heatmap.png;
 plus a small headline JSON that DVC tracks as metrics. With an MLflow tracking URI, all of it is logged to a run.
 """
@@ -25,7 +26,7 @@ from resonance.evaluate.queries import flac_loader, load_queries
 from resonance.evaluate.report import log_to_mlflow, write_report
 from resonance.io import write_json
 
-METHODS = ("landmark", "chromaprint", "embedding")
+METHODS = ("landmark", "chromaprint", "embedding", "hybrid")
 
 
 def make_method(name: str, params_file: Path) -> Method:
@@ -46,6 +47,13 @@ def make_method(name: str, params_file: Path) -> Method:
 
         params = load_section(params_file, "embedding", EmbeddingParams)
         return load_recognizer(params.model, Path(params.index), Path(params.calibration), params)
+    if name == "hybrid":
+        from resonance.config import HybridParams
+        from resonance.evaluate.hybrid import HybridMethod
+
+        h = load_section(params_file, "hybrid", HybridParams)
+        return HybridMethod(make_method("landmark", params_file), make_method("embedding", params_file),
+                            h.answer_votes, h.accept_votes)
     raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
 
 
