@@ -177,7 +177,7 @@ def real_queries(args: argparse.Namespace) -> list[str]:
     return lines + ["", "Every type re-scores its candidates with the sequence search; `ivfpq` (what "
                     "`embedding.index_type: ivfpq` builds) proposes from its inverted lists and re-scores on the "
                     "codes' reconstructions: no float vector is saved. Bytes on disk include the per-window "
-                    "metadata (track, slot, id) and, for HNSW, the graph's own float copy.", ""]
+                    "metadata (track, slot, id); an HNSW index saves its floats once, in the graph.", ""]
 
 
 def main() -> None:

@@ -173,6 +173,8 @@ def test_an_hnsw_index_proposes_the_same_candidates_and_survives_a_save(tmp_path
     assert (tmp_path / "idx" / "ann.faiss").is_file()
     loaded = EmbeddingIndex.load(tmp_path / "idx")
     assert loaded.ann_spec == hnsw.ann_spec and loaded._ann is not None  # read back, not rebuilt
+    assert not (tmp_path / "idx" / "index.faiss").exists()  # the graph holds the floats: no second copy saved
+    np.testing.assert_array_equal(loaded.vectors(), hnsw.vectors())  # and gives them back exactly
     np.testing.assert_array_equal(loaded.search_rows(queries, 10)[1], approx_rows)
     data = bytearray((tmp_path / "idx" / "ann.faiss").read_bytes())
     data[len(data) // 2] ^= 1

@@ -4,8 +4,8 @@ An approximate search only decides which (track, offset) candidates are proposed
 re-scored on the index's vectors (`EmbeddingIndex.vectors()`) by the sequence search. `kind`:
 - `flat`: no extra structure; proposals come from the exact inner-product scan (best for small catalogs);
 - `hnsw`: a FAISS HNSW graph over the same rows (inner product): ~1 ms per query window instead of a scan of
-  every row, at a small loss of recall that the re-scoring mostly absorbs. The graph holds its own float copy:
-  on disk an HNSW index is about twice a flat one (labels: row positions of `vectors()`);
+  every row, at a small loss of recall that the re-scoring mostly absorbs. The graph holds the exact floats,
+  so a saved HNSW index keeps no other copy of them (labels: row positions of `vectors()`);
 - `ivfpq`: a FAISS IVF-PQ index (inverted lists of `ivf_nlist` k-means cells over the rows, each row's residual
   in `pq_m` codes of `pq_nbits` bits; `ivf_nprobe` cells scanned per query window). It is the compressed
   index: only the codes are saved (pq_m bytes + an 8-byte id per window at 8 bits), and the vectors the
@@ -51,6 +51,12 @@ class AnnSpec:
     def compressed(self) -> bool:
         """True when the index keeps codes, not float vectors (its vectors are reconstructions)."""
         return self.kind == "ivfpq"
+
+    @property
+    def holds_rows(self) -> bool:
+        """True when the structure can give every row back (`rows`), so a saved index keeps no separate float
+        store: an HNSW graph holds the exact floats, IVF-PQ the codes."""
+        return self.kind in ("hnsw", "ivfpq")
 
     @property
     def labels_are_ids(self) -> bool:
@@ -110,10 +116,13 @@ def remove(ann: Any, spec: AnnSpec, ids: np.ndarray) -> bool:
     return True
 
 
-def reconstruct(ann: Any, ids: np.ndarray) -> np.ndarray:
-    """(n, dim) float32 unit rows decoded from an IVF-PQ structure's codes, for ids (n,) int64."""
+def rows(ann: Any, spec: AnnSpec, ids: np.ndarray) -> np.ndarray:
+    """(n, dim) float32 unit rows the structure holds for the rows whose FAISS ids are ids (n,) int64, in that
+    order: HNSW's exact floats (its rows are the index's rows, in order), IVF-PQ's decoded codes."""
     if not len(ids):
         return np.zeros((0, ann.d), dtype=np.float32)
+    if not spec.labels_are_ids:
+        return ann.reconstruct_n(0, ann.ntotal).astype(np.float32)
     rec = ann.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)).astype(np.float32)
     return rec / np.maximum(np.linalg.norm(rec, axis=1, keepdims=True), 1e-12)
 

@@ -1,5 +1,6 @@
 """Saving and loading an index folder: whole, atomic, checksummed.
 
+An `hnsw` or `ivfpq` index is saved without a float store: its ANN structure (ann.faiss) gives the rows back.
 A save writes every file into a temp folder beside the target, fsyncs them and swaps the folder in with one
 rename (readers see the old index or the new one, never a mix). index.json, written last, carries the format
 version, a build id shared by every part, and the sha256 of each other file: a load re-hashes what it read, so a
@@ -44,9 +45,8 @@ def save_index(index: EmbeddingIndex, folder: Path) -> None:
         structure = index.ann_structure()
         if structure is not None:  # saved, so a load never rebuilds it
             parts["ann.faiss"] = faiss.serialize_index(structure).tobytes()
-        if index.ann_spec.compressed:
-            index.compact()  # from now on in memory as it will be loaded: the codes' reconstructions
-        else:
+        index.compact()  # a compressed index: from now on in memory as it will be loaded (the reconstructions)
+        if structure is None or not index.ann_spec.holds_rows:
             parts["index.faiss"] = faiss.serialize_index(index.faiss).tobytes()
         for name, data in parts.items():
             (tmp / name).write_bytes(data)
@@ -132,12 +132,12 @@ def _read(folder: Path) -> EmbeddingIndex:
 
 
 def _parts(head: dict[str, Any]) -> list[str]:
-    """The files an index with this header must have besides index.json: the float store unless it is compressed
-    (then its codes, ann.faiss), and the proposal structure when one was saved."""
-    compressed = isinstance(head.get("ann"), dict) and head["ann"].get("kind") == "ivfpq"
+    """The files an index with this header must have besides index.json: the float store (index.faiss) unless the
+    header's checksums say it was saved without one, then the structure that holds the rows (ann.faiss)."""
     saved = head.get("sha256") or {}
-    return ["windows.npz", "tracks.jsonl", *([] if compressed else ["index.faiss"]),
-            *(["ann.faiss"] if compressed or "ann.faiss" in saved else [])]
+    floats = "index.faiss" in saved or not saved
+    return ["windows.npz", "tracks.jsonl", *(["index.faiss"] if floats else []),
+            *(["ann.faiss"] if not floats or "ann.faiss" in saved else [])]
 
 
 class _TornRead(Exception):

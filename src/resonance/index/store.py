@@ -3,9 +3,10 @@
 Layout of an index folder (written whole, atomically: see `EmbeddingIndex.save`):
     index.json     header: format, build_id, dim, window_s, hop_s, n_tracks, n_windows, model_sha256, and the
                    sha256 of each file below (checked on load: a truncated or altered file is a clear error)
-    index.faiss    faiss.IndexIDMap2(faiss.IndexFlatIP(dim)): one float32 (dim,) unit row per window (not in a
-                   compressed `ivfpq` index: its rows are decoded from ann.faiss's codes)
-    ann.faiss      the proposal structure of an `hnsw` or `ivfpq` index (resonance.index.ann), when it has one
+    index.faiss    faiss.IndexIDMap2(faiss.IndexFlatIP(dim)): one float32 (dim,) unit row per window; only in a
+                   `flat` index (older saves of other types may have it too)
+    ann.faiss      the proposal structure of an `hnsw` index (a graph holding the exact rows) or an `ivfpq` index
+                   (codes: the rows are their reconstructions); resonance.index.ann
     windows.npz    per window, in id order: ids (int64, the FAISS ids), track (int32, position in tracks.jsonl),
                    slot (int32: the window's number j in its track, starting at j * hop_s seconds); and build_id
     tracks.jsonl   per track: track_id, title, duration_s (seconds), source (a file path or "catalog"),
@@ -28,7 +29,6 @@ from resonance.errors import ResonanceError
 from resonance.index.ann import FLAT, AnnSpec
 
 INDEX_FORMAT = 2
-FILES = ("index.json", "index.faiss", "windows.npz", "tracks.jsonl")
 
 
 class EmbeddingIndexError(ResonanceError):
@@ -132,11 +132,16 @@ class EmbeddingIndex:
     def compact(self) -> None:
         """For a compressed index (`ivfpq`): replace the float rows by the reconstructions of their codes, which
         are what a saved copy holds, so an index in memory answers exactly as it will once saved and loaded."""
-        if not self.ann_spec.compressed or not self.n_windows:
-            return
+        if self.ann_spec.compressed:
+            self._rows_from_structure()
+
+    def _rows_from_structure(self) -> None:
+        """The float store := the rows the ANN structure gives back (`resonance.index.ann.rows`)."""
         from resonance.index import ann
 
-        self._set_rows(ann.reconstruct(self.ann_structure(), self._ids))
+        structure = self.ann_structure()
+        self._set_rows(ann.rows(structure, self.ann_spec, self._ids) if structure is not None
+                       else np.zeros((0, self.dim), dtype=np.float32))
 
     def _set_rows(self, rows: np.ndarray) -> None:
         """The float store := rows (n_windows, dim) under the current ids."""
@@ -286,14 +291,14 @@ class EmbeddingIndex:
     def from_arrays(cls, head: dict[str, Any], faiss_index: Any, ann_structure: Any, ids: np.ndarray,
                     track: np.ndarray, slot: np.ndarray, tracks: list[TrackInfo]) -> EmbeddingIndex:
         """An index from its saved parts (header fields dim, window_s, hop_s, model_sha256, next_id, ann): the
-        float store faiss_index (None for a compressed index: its rows are decoded from ann_structure's codes)."""
+        float store faiss_index (None: the rows come from ann_structure, an HNSW graph's floats or IVF-PQ codes)."""
         index = cls(head["dim"], head["window_s"], head["hop_s"], head["model_sha256"], AnnSpec(**head["ann"]))
         index.tracks, index._next_id = tracks, int(head["next_id"])
         index.build_id = head.get("build_id")
         index._ids, index._track, index._slot = ids.astype(np.int64), track.astype(np.int32), slot.astype(np.int32)
         index._ann = ann_structure
-        if faiss_index is None:
-            index.compact()
+        if faiss_index is None:  # saved without a float store: the structure holds the rows
+            index._rows_from_structure()
         else:
             index.faiss = faiss_index
         return index
