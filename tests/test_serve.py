@@ -171,6 +171,28 @@ def _bad_uploads(tracks: dict) -> dict[str, tuple[bytes, str, int, str]]:
     }
 
 
+def test_a_mono_wav_or_flac_at_the_model_rate_decodes_in_memory_to_ffmpegs_samples(tracks: dict,
+                                                                                   tmp_path: Path) -> None:
+    import io
+
+    import soundfile as sf
+
+    from resonance.serve.upload import decode_file, decode_in_memory
+
+    p = serve_params({"model": "m", "index": "i", "calibration": "c"})
+    clip = tracks["song_c"][: 4 * SR]
+    for fmt, subtype in (("WAV", "PCM_16"), ("FLAC", "PCM_24"), ("WAV", "PCM_32")):
+        buf = io.BytesIO()
+        sf.write(buf, clip, SR, format=fmt, subtype=subtype)
+        fast = decode_in_memory(buf.getvalue(), SR, p)
+        (tmp_path / subtype).mkdir()
+        (tmp_path / subtype / "upload").write_bytes(buf.getvalue())
+        np.testing.assert_array_equal(fast, decode_file(tmp_path / subtype / "upload", SR, p))  # the same samples
+    for other in (wav_bytes(np.stack([clip, clip], axis=1)), wav_bytes(clip[::2], sr=8000),
+                  wav_bytes(clip, subtype="FLOAT"), b"RIFF....WAVE", b""):
+        assert decode_in_memory(other, SR, p) is None  # stereo, another rate, float, broken: ffmpeg decides
+
+
 def _upload_folders() -> set[str]:
     import tempfile
 
@@ -250,13 +272,14 @@ def test_every_bad_embeddings_payload_gets_a_clear_4xx(server: Server) -> None:
 
 
 def test_an_unexpected_failure_is_json_and_logged(server: Server, tracks: dict, monkeypatch, caplog) -> None:
-    monkeypatch.setenv("PATH", "/nonexistent")  # ffprobe vanished: a broken install, not a bad request
+    stereo = wav_bytes(np.stack([tracks["song_a"][: 2 * SR]] * 2, axis=1))  # decoded by ffmpeg, not in memory
+    monkeypatch.setenv("PATH", "/nonexistent")  # ffmpeg vanished: a broken install, not a bad request
     with caplog.at_level("ERROR", logger="resonance.serve"):
-        got, answer = post_audio(server, wav_bytes(tracks["song_a"][: 2 * SR]))
+        got, answer = post_audio(server, stereo)
     assert got == 500 and answer["error"] == "internal" and "RuntimeError" in answer["detail"]
     assert any("unexpected error" in r.getMessage() for r in caplog.records)
     monkeypatch.undo()
-    assert post_audio(server, wav_bytes(tracks["song_a"][: 2 * SR]))[0] == 200
+    assert post_audio(server, stereo)[0] == 200
 
 
 def test_version_names_the_model_index_and_calibration(server: Server, setup: dict) -> None:
