@@ -94,9 +94,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def load_clips(folder: Path, n: int, seconds: float) -> list[bytes]:
-    """The first n audio files of `folder` (sorted), cut to `seconds`, as 16-bit WAV bytes at their own rate."""
+def load_clips(folder: Path, n: int, seconds: float, phone: bool = False) -> list[bytes]:
+    """The first n audio files of `folder` (sorted), cut to `seconds`, as 16-bit WAV bytes at their own rate
+    (the query sets': 16 kHz mono), or with `phone` as a phone's own recording: 44.1 kHz stereo (ffmpeg decodes
+    and resamples it on the server)."""
     import soundfile as sf
+    from scipy.signal import resample_poly
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".flac", ".wav", ".ogg"))[:n]
     if not files:
@@ -104,8 +107,12 @@ def load_clips(folder: Path, n: int, seconds: float) -> list[bytes]:
     out = []
     for path in files:
         audio, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        audio = audio[: int(seconds * sr)]
+        if phone:
+            audio = resample_poly(audio, 44100, sr).astype(np.float32)
+            audio, sr = np.stack([audio, audio], axis=1), 44100
         buf = io.BytesIO()
-        sf.write(buf, audio[: int(seconds * sr)], sr, format="WAV", subtype="PCM_16")
+        sf.write(buf, np.clip(audio, -1.0, 1.0), sr, format="WAV", subtype="PCM_16")
         out.append(buf.getvalue())
     return out
 
@@ -149,13 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=96, help="requests per concurrency level")
     parser.add_argument("--api-key-env", default="RESONANCE_API_KEY")
+    parser.add_argument("--out", default=None, help="also write the tables here (markdown)")
     args = parser.parse_args(argv)
     clips = load_clips(Path(args.clips), args.n_clips, args.seconds)
+    phone = load_clips(Path(args.clips), args.n_clips, args.seconds, phone=True)
     proc, url = (None, args.url.rstrip("/")) if args.url else start_server(args)
     try:
         key = os.environ.get(args.api_key_env)
         run_load(url, clips, [min(4, max(args.concurrency))], min(8, args.requests), key)  # warm-up
         rows = run_load(url, clips, args.concurrency, args.requests, key)
+        phone_rows = run_load(url, phone, [1], args.requests, key)
         with DIRECT.open(urllib.request.Request(f"{url}/version", headers={"X-API-Key": key} if key else {}),
                          timeout=30) as r:
             version = json.loads(r.read())
@@ -163,12 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=60)
-    print(f"POST /identify, {args.seconds:g} s WAV clips ({len(clips)} distinct), {args.requests} requests per level; "
-          f"model {version['model']['version'] or version['model']['loaded_from']}, "
-          f"{version['catalog_size']} tracks, {version['index']['windows']:,} windows, {os.cpu_count()} CPU cores")
-    print(table(rows))
-    bad = sum(r["errors"] for r in rows)
-    print(f"serve_load: {sum(r['ok'] for r in rows)} answers, {bad} errors")
+    from resonance.io import write_report
+
+    head = (f"POST /identify, {args.seconds:g} s clips ({len(clips)} distinct test queries), {args.requests} requests "
+            f"per level; model {version['model']['version'] or version['model']['loaded_from']}, "
+            f"{version['catalog_size']} tracks, {version['index']['windows']:,} windows, {os.cpu_count()} CPU cores. "
+            f"Latency is end to end as the client sees it (HTTP, decode, embed, search, decision); server p50 is the "
+            f"service's own latency_ms.")
+    lines = ["# HTTP load (`python benchmarks/serve_load.py`)", "", head, "",
+             "## 16 kHz mono 16-bit WAV (what a client app records; decoded in memory)", "", table(rows), "",
+             "## 44.1 kHz stereo 16-bit WAV (a phone's own format; ffmpeg decodes and resamples it)", "",
+             table(phone_rows), ""]
+    if args.out:
+        write_report(Path(args.out), lines)
+    else:
+        print("\n".join(lines))
+    bad = sum(r["errors"] for r in rows + phone_rows)
+    print(f"serve_load: {sum(r['ok'] for r in rows + phone_rows)} answers, {bad} errors")
     return 1 if bad else 0
 
 

@@ -310,7 +310,7 @@ def test_docs_and_openapi_describe_the_endpoints(server: Server) -> None:
         assert resp.status == 200 and b"swagger" in resp.read().lower()
 
 
-def test_the_load_benchmark_runs(server: Server, tracks: dict) -> None:
+def test_the_load_benchmark_runs(server: Server, tracks: dict, tmp_path: Path) -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("serve_load", ROOT / "benchmarks" / "serve_load.py")
@@ -320,3 +320,10 @@ def test_the_load_benchmark_runs(server: Server, tracks: dict) -> None:
     rows = bench.run_load(server.url, clips, [1, 4], requests=8, api_key=None)
     assert [r["clients"] for r in rows] == [1, 4] and all(r["ok"] == 8 and r["errors"] == 0 for r in rows)
     assert "p95 ms" in bench.table(rows)
+    for k in tracks:
+        write_wav(tmp_path / "clips" / f"{k}.wav", tracks[k][: 4 * SR])
+    out = tmp_path / "serve_load.md"
+    assert bench.main(["--url", server.url, "--clips", str(tmp_path / "clips"), "--n-clips", "3", "--seconds", "3",
+                       "--requests", "4", "--concurrency", "1", "2", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## 16 kHz mono" in text and "## 44.1 kHz stereo" in text and text.count("| 4 | 4 | 0 |") == 3
