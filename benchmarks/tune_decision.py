@@ -48,9 +48,9 @@ def build_unmasked(method: EmbeddingMethod, catalog: Path, cache: Path) -> tuple
     index, flags = method.new_index(), []
     for t in progress(load_manifest(catalog), desc="tune: index", unit="track"):
         audio = read_audio(catalog / t.audio_path, t.sample_rate)[0]
-        emb = method.embedder.embed(audio)
-        usable = method.usable(audio, method.embedder.hop_s)
-        index.add_track(t.track_id, t.title, emb, method.embedder.hop_s, audio.size / t.sample_rate, "catalog")
+        emb = method.embedder.embed(audio, index.hop_s)
+        usable = method.usable(audio, index.hop_s)
+        index.add_track(t.track_id, t.title, emb, index.hop_s, audio.size / t.sample_rate, "catalog")
         flags.append(usable if usable.size == emb.shape[0] else np.zeros(emb.shape[0], bool))
     index.save(cache / "index")
     np.save(cache / "usable.npy", np.concatenate(flags))

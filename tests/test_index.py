@@ -129,6 +129,20 @@ def test_exact_excerpt_is_identified_and_wrong_rate_refused(model_dir: Path, son
         method.identify(songs["song_b"], 44100)
 
 
+def test_a_finer_reference_hop_indexes_twice_the_windows_and_still_locates(model_dir: Path, songs: dict,
+                                                                            tmp_path: Path) -> None:
+    fine = _method(model_dir, reference_hop_s=0.25)
+    fine.build(songs.items(), SR)
+    assert fine.index.hop_s == 0.25 and fine.index.n_windows == 3 * 45  # 12 s of 1 s windows every 0.25 s
+    found = fine.identify(songs["song_b"][int(4.25 * SR): int(8.25 * SR)], SR)
+    assert found.track_id == "song_b" and abs(found.offset_s - 4.25) <= 0.125
+    fine.index.save(tmp_path / "idx")
+    again = _method(model_dir)  # params back at the model's hop: a loaded index keeps its own
+    again._index = EmbeddingIndex.load(tmp_path / "idx")
+    again.add("song_d", songs["song_a"][: 6 * SR], "D", "d.wav")
+    assert again.index.hop_s == 0.25 and again.index.tracks[-1].n_slots == 21
+
+
 def test_save_load_round_trip_gives_the_same_search(model_dir: Path, songs: dict, tmp_path: Path) -> None:
     method = _method(model_dir)
     method.build(songs.items(), SR)

@@ -20,7 +20,8 @@ class EmbeddingParams:
     ef_search beams, float vectors; `ivfpq`: the compressed index, IVF-PQ with ivfpq.nlist cells, ivfpq.nprobe of
     them scanned, ivfpq.m codes of ivfpq.nbits bits per window, re-scored on the codes' reconstructions;
     resonance.index.ann); calibration: the calibration folder (`resonance calibrate`);
-    query_hop_s: seconds between query windows; top_k: neighbours per query window;
+    query_hop_s: seconds between query windows; reference_hop_s: seconds between the reference windows of a new
+    index (null: the model's train.hop_s); top_k: neighbours per query window;
     decision: `sequence` (re-score candidates with every window) or `vote` (top-k votes);
     max_candidates: candidates re-scored per query; score: what the sequence decision thresholds (`score`,
     `margin`, `blend`: see resonance.index.method.decision_score);
@@ -37,6 +38,7 @@ class EmbeddingParams:
     ivfpq: dict[str, int]
     calibration: str
     query_hop_s: float
+    reference_hop_s: float | None
     top_k: int
     decision: str
     max_candidates: int
@@ -51,6 +53,7 @@ class EmbeddingParams:
 
     def __post_init__(self) -> None:
         checks = [(self.query_hop_s > 0, "query_hop_s must be > 0"),
+                  (self.reference_hop_s is None or self.reference_hop_s > 0, "reference_hop_s must be > 0 or null"),
                   (self.top_k >= 1 and self.max_candidates >= 1, "top_k and max_candidates must be >= 1"),
                   (self.decision in DECISIONS, f"decision must be one of {DECISIONS}"),
                   (self.score in SCORES, f"score must be one of {SCORES}"),

@@ -139,9 +139,11 @@ class EmbeddingMethod:
             raise ValueError(f"{self.name}: audio at {sr} Hz, but the model works at {self.embedder.sr} Hz")
 
     def new_index(self) -> EmbeddingIndex:
-        """An empty index for this model (its dim, window, hop and fingerprint)."""
+        """An empty index for this model (its dim, window and fingerprint), with reference windows every
+        `embedding.reference_hop_s` seconds (default: the model's hop)."""
         e = self.embedder
-        return EmbeddingIndex(e.dim, e.window_s, e.hop_s, self.model_sha256, self.config.ann_spec())
+        return EmbeddingIndex(e.dim, e.window_s, self.config.reference_hop_s or e.hop_s, self.model_sha256,
+                              self.config.ann_spec())
 
     def build(self, tracks: Iterable[tuple[str, np.ndarray]], sr: int) -> None:
         """Index (track_id, mono float32 audio (n_samples,) at `sr`) pairs; titles are the track ids."""
@@ -156,17 +158,17 @@ class EmbeddingMethod:
         return usable_windows(audio, self.embedder.sr, self.embedder.window_s, hop_s, c.silence_dbfs, c.min_active)
 
     def add(self, track_id: str, audio: np.ndarray, title: str, source: str) -> int:
-        """Embed one reference track (mono (n_samples,) at the model's sr) into the index, its silent windows
-        masked; returns the windows indexed. An index is started if there is none; an indexed track_id is replaced.
+        """Embed one reference track (mono (n_samples,) at the model's sr) into the index at the index's hop, its
+        silent windows masked; returns the windows indexed. An index is started if there is none; an indexed track_id is replaced.
         ValueError when the track has no usable window."""
         if self._index is None:
             self._index = self.new_index()
-        emb = self.embedder.embed(audio)
-        usable = self.usable(audio, self.embedder.hop_s)
+        hop = self._index.hop_s  # the index's own reference hop
+        emb = self.embedder.embed(audio, hop)
+        usable = self.usable(audio, hop)
         if usable.size != emb.shape[0]:  # shorter than one window: the embedder padded it
             usable = np.zeros(emb.shape[0], dtype=bool)
-        self._index.add_track(track_id, title, emb, self.embedder.hop_s, len(audio) / self.embedder.sr, source,
-                              usable)
+        self._index.add_track(track_id, title, emb, hop, len(audio) / self.embedder.sr, source, usable)
         return int(usable.sum())
 
     def recognize(self, audio: np.ndarray, sr: int) -> Match:

@@ -58,7 +58,7 @@ def _folder_mb(folder: Path) -> float:
 
 def build_from_catalog(model_source: str | Path, catalog_dir: Path, out_dir: Path, progress: bool,
                        params: EmbeddingParams) -> dict[str, Any]:
-    """Embed every catalog track (at the model's hop, silent windows masked) into a new index at `out_dir`,
+    """Embed every catalog track (at embedding.reference_hop_s, silent windows masked) into a new index at `out_dir`,
     replacing any old one. Returns a summary: tracks, windows, masked (silent windows left out), hours (of
     reference audio), mb (index on disk), seconds, out.
     """
@@ -141,7 +141,7 @@ def add_files(paths: Sequence[str | Path], ids: Sequence[str | None] | None, tit
     sr, window = method.embedder.sr, method.embedder.model.window
     audio = [_read_reference(p, sr, window) for p in paths]  # all checked before anything is written
     for path, a in zip(paths, audio):
-        if not method.usable(a, method.embedder.hop_s).any():
+        if not method.usable(a, method.config.reference_hop_s or method.embedder.hop_s).any():
             raise AudioError(f"{path}: no window of it is loud enough to index (all silent or near-silent)")
     names = [t or _title(p) for t, p in zip(titles, paths)]
     with _write_lock(index_dir):
