@@ -199,3 +199,43 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "model.pt").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="not a resonance model bundle"):
         load_model(tmp_path / "model.pt")
+
+
+def test_log_lines_report_progress_without_changing_what_is_trained() -> None:
+    import io
+
+    import lightning as L
+
+    from resonance.train.loglines import LogLines
+
+    class Toy(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(4, 1))
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.mse_loss(self.net(batch[0]), batch[1])
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val/top1", 1.0 - torch.nn.functional.mse_loss(self.net(batch[0]), batch[1]))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(callbacks: list) -> torch.Tensor:
+        L.seed_everything(3, verbose=False)
+        data = torch.utils.data.TensorDataset(torch.randn(32, 4), torch.randn(32, 1))
+        loader = torch.utils.data.DataLoader(data, batch_size=4, shuffle=True)
+        toy = Toy()
+        trainer = L.Trainer(max_epochs=2, callbacks=callbacks, logger=False, enable_progress_bar=False,
+                            enable_checkpointing=False, enable_model_summary=False, deterministic=True)
+        trainer.fit(toy, loader, loader)
+        return torch.cat([p.detach().flatten() for p in toy.parameters()])
+
+    out = io.StringIO()
+    with_lines = fit([LogLines(16, log_every_s=0.0, stream=out)])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "train: 16 steps, 2 epochs" and lines[-1].startswith("train: done: 16 steps in ")
+    assert "train: epoch 2/2, step 16/16 (100%), loss " in out.getvalue() and "ETA 0:00" in out.getvalue()
+    assert sum("validation after epoch" in line and "top1" in line for line in lines) == 2
+    assert torch.equal(with_lines, fit([]))  # the same weights: the lines draw nothing

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,18 @@ def _trainer(params: TrainParams, out_dir: Path, progress: bool) -> tuple[Any, A
     ckpt = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
                            save_top_k=1, save_last=True, enable_version_counter=False)
     stop = EarlyStopping(monitor=monitor, mode="max", patience=params.patience)
+    callbacks: list[Any] = [ckpt, stop, LearningRateMonitor("step")]
+    tty = sys.stderr.isatty()
+    if progress and not tty:  # a log, not a terminal: whole lines instead of a redrawn bar
+        from resonance.train.loglines import LogLines
+
+        callbacks.append(LogLines(params.steps_per_epoch * params.max_epochs))
     tp = params.trainer
     trainer = L.Trainer(accelerator=tp.accelerator, devices=tp.devices, num_nodes=tp.num_nodes, strategy=tp.strategy,
                         precision=tp.precision, max_epochs=params.max_epochs,
                         max_time={"minutes": params.max_time_min}, limit_train_batches=params.steps_per_epoch,
-                        deterministic=True, logger=logger, callbacks=[ckpt, stop, LearningRateMonitor("step")],
-                        enable_progress_bar=progress, num_sanity_val_steps=0, log_every_n_steps=10,
+                        deterministic=True, logger=logger, callbacks=callbacks,
+                        enable_progress_bar=progress and tty, num_sanity_val_steps=0, log_every_n_steps=10,
                         reload_dataloaders_every_n_epochs=1, enable_model_summary=progress,
                         default_root_dir=str(out_dir))
     return trainer, logger, ckpt
