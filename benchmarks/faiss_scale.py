@@ -1,9 +1,10 @@
-"""FAISS at catalog scale: exact, HNSW and IVF-PQ search at 1 M and 10 M vectors, and what PQ compression costs
-in top-1 on the test queries. Prints markdown tables and writes them to --out.
+"""FAISS at catalog scale: exact, HNSW and IVF-PQ search at 1 M and 10 M vectors, and 100 k songs projected.
+Prints markdown tables and writes them to --out.
 
 Run: .venv/bin/python benchmarks/faiss_scale.py [--sizes 1000000 10000000] [--excerpts 100] [--out FILE]
 
-Part 2 runs first, and the table file is rewritten after every row (a stopped run keeps what it measured).
+The table file is rewritten after every row (a stopped run keeps what it measured). The index types on real
+test queries (top-1 and bytes on disk): benchmarks/index_types.py.
 
 1. Synthetic catalogs shaped like ours: the real index's window vectors (data/index), each copy turned by its
    own random rotation (a rotation keeps every similarity inside a copy, so each copy is a catalog as clustered
@@ -11,11 +12,7 @@ Part 2 runs first, and the table file is rewritten after every row (a stopped ru
    hop) = indexed windows plus noise at cosine ~0.8 to their original. Per type: build time, bytes per vector
    (serialized index / N), search time per batch (p50/p95 ms, one thread, top-10), recall@10 against the exact
    scan, and the mean cosine between a vector and what the index can give back for re-scoring.
-2. The index types on real queries: the 5 s prefixes of the first --excerpts in-catalog test excerpts (all 24
-   grid cells) decided by the sequence search on the exact scan, the deployed index and the shipped compressed
-   type (`ivfpq`: IVF proposals, re-scoring on the PQ codes' reconstructions, no float vectors saved) built
-   from the same vectors; paired top-1 and bytes on disk.
-3. 100 k songs (43 M windows at the 0.5 s hop): RAM and latency from the measured bytes per vector and the
+2. 100 k songs (43 M windows at the 0.5 s hop): RAM and latency from the measured bytes per vector and the
    measured growth of search time from 1 M to 10 M.
 """
 
@@ -107,88 +104,12 @@ def measure(xb: np.ndarray, queries: np.ndarray, truth: np.ndarray, make, name: 
             "cos": cos, "index": index}
 
 
-def _disk_bytes(index, tmp: Path) -> int:
-    """Bytes of `index` saved (every file of its folder)."""
-    index.save(tmp)
-    return sum(f.stat().st_size for f in tmp.iterdir())
-
-
-def real_queries(args: argparse.Namespace) -> list[str]:
-    """Part 2: paired top-1 of 5 s test queries on the exact index, the deployed one, and the shipped compressed
-    type (`embedding.index_type: ivfpq`, one per --pq setting) built from the same vectors."""
-    import dataclasses
-    import tempfile
-
-    from resonance.audio import read_audio
-    from resonance.config import EmbeddingParams, load_section
-    from resonance.evaluate.queries import load_queries
-    from resonance.index.ann import FLAT
-    from resonance.index.method import EmbeddingMethod
-    from resonance.index.store import EmbeddingIndex
-    from resonance.model.embedder import Embedder, load_model
-    from resonance.progress import progress
-
-    emb = load_section(args.params, "embedding", EmbeddingParams)
-    deployed = EmbeddingIndex.load(emb.index)
-    embedder = Embedder(load_model(emb.model), batch=emb.batch)
-    arrays, head = deployed.arrays(), deployed.header(deployed.build_id or "")
-    exact = EmbeddingIndex.from_arrays({**head, "ann": FLAT.to_dict()}, deployed.faiss, None, arrays["ids"],
-                                       arrays["track"], arrays["slot"], deployed.tracks)
-    indexes = {"float32, exact scan": exact, f"float32, {deployed.ann_spec.kind} proposals (deployed)": deployed}
-    for m in args.pq:
-        spec = dataclasses.replace(emb.ann_spec(), kind="ivfpq", pq_m=m)
-        copy = EmbeddingIndex.from_arrays({**head, "ann": spec.to_dict()}, deployed.faiss, None, arrays["ids"],
-                                          arrays["track"], arrays["slot"], deployed.tracks)
-        t0 = time.perf_counter()
-        copy.compact()  # trains IVF-PQ on the vectors, encodes them, then keeps only the reconstructions
-        print(f"faiss: ivfpq m={m} built in {time.perf_counter() - t0:.0f} s", flush=True)
-        indexes[f"ivfpq: IVF{spec.ivf_nlist}-PQ{m}x{spec.pq_nbits}, nprobe {spec.ivf_nprobe}"] = copy
-    with tempfile.TemporaryDirectory() as tmp:
-        disk = {name: _disk_bytes(index, Path(tmp) / str(i)) for i, (name, index) in enumerate(indexes.items())}
-    methods = {name: EmbeddingMethod.with_index(embedder, emb, index) for name, index in indexes.items()}
-    qs = [q for q in load_queries(args.queries) if q.in_catalog and q.length_s == 5.0]
-    excerpts = sorted({q.excerpt for q in qs})[: args.excerpts]
-    qs = [q for q in qs if q.excerpt in set(excerpts)]
-    right: dict[str, list[bool]] = {k: [] for k in methods}
-    first = methods[next(iter(methods))]
-    for q in progress(qs, desc="faiss: test queries", unit="query"):
-        audio = read_audio(Path(args.queries) / q.audio_path, embedder.sr)[0][: 5 * embedder.sr]
-        windows = embedder.embed(audio, emb.query_hop_s)
-        usable = first.usable(audio, emb.query_hop_s)
-        for name, method in methods.items():
-            found = method.decide(method.evidence(windows, usable), windows.shape[0], 5.0)
-            right[name].append(found.guess is not None and found.guess.track_id == q.track_id)
-    per = {e: np.array([i for i, q in enumerate(qs) if q.excerpt == e]) for e in excerpts}
-    rng = np.random.default_rng(args.seed)
-    picks = [np.concatenate([per[e] for e in rng.choice(excerpts, len(excerpts))]) for _ in range(1000)]
-    base = np.array(right["float32, exact scan"])
-    hours = sum(t.duration_s for t in exact.tracks) / 3600
-    lines = [f"## The index types on {len(qs)} real test queries of 5 s ({len(excerpts)} excerpts x 24 cells, the "
-             f"default model and all {len(exact.tracks)} tracks)", "",
-             "| index | bytes per window on disk | MB per hour of audio | top-1 | change vs exact (95% CI, bootstrap "
-             "by excerpt) |", "|---|---|---|---|---|"]
-    for name, hits in right.items():
-        b = np.array(hits)
-        diffs = [b[p].mean() - base[p].mean() for p in picks]
-        diff = "" if name == "float32, exact scan" else (
-            f"{b.mean() - base.mean():+.1%} [{np.percentile(diffs, 2.5):+.1%}, {np.percentile(diffs, 97.5):+.1%}]")
-        lines.append(f"| {name} | {disk[name] / exact.n_windows:.0f} | {disk[name] / 1e6 / hours:.2f} | "
-                     f"{b.mean():.1%} | {diff} |")
-    return lines + ["", "Every type re-scores its candidates with the sequence search; `ivfpq` (what "
-                    "`embedding.index_type: ivfpq` builds) proposes from its inverted lists and re-scores on the "
-                    "codes' reconstructions: no float vector is saved. Bytes on disk include the per-window "
-                    "metadata (track, slot, id); an HNSW index saves its floats once, in the graph.", ""]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--hnsw-max", type=int, default=2_000_000, help="build HNSW only up to this size (slow)")
     ap.add_argument("--index", default="data/index", help="real index whose vectors shape the synthetic ones")
-    ap.add_argument("--queries", default="data/queries/test")
-    ap.add_argument("--excerpts", type=int, default=100, help="test excerpts for part 2 (0: skip it)")
-    ap.add_argument("--pq", type=int, nargs="+", default=[32, 64], help="PQ sub-quantizers compared on real queries")
     ap.add_argument("--flat-batches", type=int, default=20, help="queries timed on an exact scan over --hnsw-max")
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--out", default="benchmarks/faiss_scale.md")
@@ -200,13 +121,12 @@ def main() -> None:
 
     base = np.ascontiguousarray(EmbeddingIndex.load(args.index).vectors())
     head = ["# FAISS at scale (`python benchmarks/faiss_scale.py`)", ""]
-    real = real_queries(args) if args.excerpts else []
     lines = ["| vectors | index | build | bytes per vector | MB per hour of audio | search p50 | p95 | recall@10 "
              "| cosine of what re-scoring gets back |", "|---|---|---|---|---|---|---|---|---|"]
 
     def write(extra: list[str]) -> None:  # after every row: a long run that is stopped keeps what it measured
         with atomic_open(Path(args.out), "w") as fh:
-            fh.write("\n".join(head + real + ["## Synthetic catalogs", ""] + lines + extra) + "\n")
+            fh.write("\n".join(head + ["## Synthetic catalogs", ""] + lines + extra) + "\n")
 
     write([])
     results = []
@@ -252,7 +172,7 @@ def main() -> None:
         lines += ["", f"Search time is extrapolated along the measured growth from {min(args.sizes):,} to "
                   f"{max(args.sizes):,} windows (a power law); RAM is bytes per vector x 43 M.", ""]
     write([])
-    print("\n".join(head + real + lines))
+    print("\n".join(head + lines))
 
 if __name__ == "__main__":
     main()
