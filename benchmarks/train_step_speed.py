@@ -9,7 +9,8 @@ Prints, each as min / median / max over --repeats repeats (every repeat after a 
   - data: pairs/s one worker renders on one torch thread, over --blocks whole blocks per repeat (each block is
     `batch_size` stretches of `windows_per_segment` pairs; every repeat renders other blocks);
   - model step: pairs/s of log-mel + encoder forward + backward + AdamW, on one thread and on every core, after
-    two untimed warm-up steps (forward and backward: allocations, autograd graph, optimizer state);
+    two untimed warm-up steps (forward and backward: allocations, autograd graph, optimizer state); and on one
+    thread with the forward pass under bfloat16 autocast (Lightning's `bf16-mixed`);
   - for each (workers, threads): pairs/s of a real fit over --steps steps and the share of step time spent waiting
     on the DataLoader (the first block of the epoch excluded: workers start then).
 """
@@ -55,9 +56,12 @@ def data_rates(params, sim, banks, tracks, blocks: int, repeats: int) -> list[fl
     return rates
 
 
-def model_rates(params, threads: int, batches: int, repeats: int) -> list[float]:
+def model_rates(params, threads: int, batches: int, repeats: int, bf16: bool = False) -> list[float]:
     """Pairs/s of `batches` full training steps (forward, backward, AdamW) on `threads` threads, once per repeat,
-    after WARMUP_STEPS untimed full steps."""
+    after WARMUP_STEPS untimed full steps; with `bf16` the forward pass runs under bfloat16 autocast (what
+    Lightning's `bf16-mixed` precision does on a CPU)."""
+    import contextlib
+
     torch.set_num_threads(threads)
     module = ContrastiveModule(params)
     opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
@@ -67,7 +71,8 @@ def model_rates(params, threads: int, batches: int, repeats: int) -> list[float]
             for _ in range(2))
 
     def step() -> None:
-        loss = module.training_step((a, b), 0)
+        with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+            loss = module.training_step((a, b), 0)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -135,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     ContrastiveModule.log = lambda *a, **k: None  # outside a Trainer
     rows = [("data: pairs/s per worker (1 torch thread)",
              spread(data_rates(params, sim, banks, tracks, args.blocks, args.repeats))),
-            ("model step: pairs/s (1 thread)", spread(model_rates(params, 1, args.batches, args.repeats)))]
+            ("model step: pairs/s (1 thread)", spread(model_rates(params, 1, args.batches, args.repeats))),
+            ("model step, bf16 autocast: pairs/s (1 thread)",
+             spread(model_rates(params, 1, args.batches, args.repeats, bf16=True)))]
     if cores > 1:
         rows.append((f"model step: pairs/s ({cores} threads)",
                      spread(model_rates(params, cores, args.batches, args.repeats))))
