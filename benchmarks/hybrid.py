@@ -45,7 +45,12 @@ def run_set(folder: Path, n_in: int, n_out: int, landmark, embedding, sr: int) -
 
 
 def fuse(rows: list[dict], t: float) -> list[str | None]:
-    return [r["lm_track"] if r["lm_track"] is not None and r["lm_score"] >= t else r["em_track"] for r in rows]
+    """The answers of the shipped rule (`resonance.evaluate.hybrid.fuse`) at answer_votes t, for every row."""
+    from resonance.evaluate.hybrid import fuse as rule
+    from resonance.evaluate.methods import Identification
+
+    return [rule(Identification(r["lm_track"], None, r["lm_score"]), Identification(r["em_track"], None, 0.0),
+                 t, np.inf).track_id for r in rows]
 
 
 def top1(rows: list[dict], answers: list[str | None]) -> np.ndarray:

@@ -9,7 +9,7 @@ re-scored on the index's vectors (`EmbeddingIndex.vectors()`) by the sequence se
 - `ivfpq`: a FAISS IVF-PQ index (inverted lists of `ivf_nlist` k-means cells over the rows, each row's residual
   in `pq_m` codes of `pq_nbits` bits; `ivf_nprobe` cells scanned per query window). It is the compressed
   index: only the codes are saved (pq_m bytes + an 8-byte id per window at 8 bits), and the vectors the
-  sequence search re-scores on are the codes' reconstructions (`benchmarks/faiss_scale.md` measures what that
+  sequence search re-scores on are the codes' reconstructions (`benchmarks/index_types.md` measures what that
   costs). Labels: the FAISS ids of the rows; tracks are removed from it in place.
 """
 
