@@ -104,6 +104,41 @@ def measure(xb: np.ndarray, queries: np.ndarray, truth: np.ndarray, make, name: 
             "cos": cos, "index": index}
 
 
+def projection(results: list[dict]) -> list[str]:
+    """Markdown lines: RAM and search p50 of each measured index family at 100 k songs (43 M windows), search
+    time extrapolated along its measured growth between the smallest and the largest size (a power law); a family
+    measured at one size only gets its RAM."""
+    sizes = sorted({r["n"] for r in results})
+    if not sizes:
+        return []
+    lines = ["## 100 k songs (about 43 M windows), projected from the measurements", "",
+             "| index | RAM | search p50 (projected) |", "|---|---|---|"]
+    for fam in dict.fromkeys(family(r["name"]) for r in results):
+        rows = sorted((r for r in results if family(r["name"]) == fam), key=lambda r: r["n"])
+        big, small = rows[-1], rows[0]
+        if big["n"] > small["n"]:
+            growth = (big["p50"] / small["p50"]) ** (np.log(43e6 / big["n"]) / np.log(big["n"] / small["n"]))
+            p50 = f"{big['p50'] * growth:.0f} ms"
+        else:
+            p50 = f"not projected (measured at {big['n']:,} only)"
+        lines.append(f"| {fam} | {big['bytes'] * 43e6 / 1e9:.1f} GB | {p50} |")
+    return lines + ["", f"Search time is extrapolated along the measured growth from {sizes[0]:,} to {sizes[-1]:,} "
+                    "windows (a power law, one thread); RAM is the largest measured size's bytes per vector x 43 M.", ""]
+
+
+def read_table(path: Path) -> list[dict]:
+    """The measured rows of a table this script wrote: (n, name, bytes, p50) per index type and size."""
+    import re
+
+    out = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].replace(",", "").isdigit() and cells[3]:
+            out.append({"n": int(cells[0].replace(",", "")), "name": re.sub(r", \d+ queries timed$", "", cells[1]),
+                        "bytes": float(cells[3]), "p50": float(cells[5].removesuffix(" ms"))})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -113,7 +148,16 @@ def main() -> None:
     ap.add_argument("--flat-batches", type=int, default=20, help="queries timed on an exact scan over --hnsw-max")
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--out", default="benchmarks/faiss_scale.md")
+    ap.add_argument("--project-only", action="store_true",
+                    help="measure nothing: add the 100 k-song projection to the table already in --out")
     args = ap.parse_args()
+    if args.project_only:
+        out = Path(args.out)
+        text = out.read_text().split("## 100 k songs")[0].rstrip("\n") + "\n\n"
+        with atomic_open(out, "w") as fh:
+            fh.write(text + "\n".join(projection(read_table(out))) + "\n")
+        print(out.read_text())
+        return
 
     import faiss
 
@@ -158,19 +202,7 @@ def main() -> None:
         del xb
     lines += ["", "Search: one thread, one 5 s query = 17 windows, top-10 each, 200 queries (fewer where noted). MB "
               "per hour: 7,200 windows per hour of reference audio (0.5 s hop).", ""]
-    big = [r for r in results if r["n"] == max(args.sizes)]
-    small = [r for r in results if r["n"] == min(args.sizes)]
-    if len(args.sizes) > 1:
-        lines += ["## 100 k songs (about 43 M windows), projected from the measurements", "",
-                  "| index | RAM | search p50 (projected) |", "|---|---|---|"]
-        for r in big:
-            s = next((x for x in small if family(x["name"]) == family(r["name"])), None)
-            if s is None:
-                continue
-            growth = (r["p50"] / s["p50"]) ** (np.log(43e6 / r["n"]) / np.log(r["n"] / s["n"]))
-            lines.append(f"| {r['name']} | {r['bytes'] * 43e6 / 1e9:.1f} GB | {r['p50'] * growth:.0f} ms |")
-        lines += ["", f"Search time is extrapolated along the measured growth from {min(args.sizes):,} to "
-                  f"{max(args.sizes):,} windows (a power law); RAM is bytes per vector x 43 M.", ""]
+    lines += projection(results)
     write([])
     print("\n".join(head + lines))
 
