@@ -76,6 +76,11 @@ class ContrastiveModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         a, b = batch
         za, zb = self._embed_views(a, b)
+        # the loss in float32 also under bf16-mixed: bf16's 8-bit mantissa would blur logits s / T (T = 0.05)
+        with torch.autocast(device_type=za.device.type, enabled=False):
+            return self._loss(za.float(), zb.float(), a.shape[0])
+
+    def _loss(self, za: torch.Tensor, zb: torch.Tensor, n: int) -> torch.Tensor:
         z = torch.cat([za, zb])
         if self.params.loss == "nt_xent":
             loss = nt_xent_with_queue(za, zb, self.queue, self.params.temperature) if self.queue is not None \
@@ -83,12 +88,12 @@ class ContrastiveModule(L.LightningModule):
             if self.queue is not None:  # clean anchors: what a query meets in the index
                 self.queue.enqueue(za.detach())
         else:
-            labels = torch.arange(a.shape[0], device=z.device).repeat(2)
+            labels = torch.arange(n, device=z.device).repeat(2)
             loss = self.loss_fn(z, labels)
         with torch.no_grad():
             pos = (za * zb).sum(1).mean()
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=a.shape[0])
-        self.log("train/pos_sim", pos, on_step=True, on_epoch=True, batch_size=a.shape[0])
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/pos_sim", pos, on_step=True, on_epoch=True, batch_size=n)
         return loss
 
     def on_validation_epoch_start(self) -> None:
