@@ -3,11 +3,13 @@ a changed param reruns only the stages that use it."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import dvc as _dvc
 
 
+@pytest.mark.slow  # about 2.5 min: the fixture pipeline reproduced three times
 def test_repro_twice_then_param_change_reruns_only_dependents(project: Path) -> None:
     first = _dvc(project, "repro")
     for stage in ("catalog", "outside", "validate", "banks", "queries", "train", "evaluate@landmark",

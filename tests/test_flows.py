@@ -58,7 +58,8 @@ def _mlops_project(project: Path, monkeypatch: pytest.MonkeyPatch, **changes) ->
     return project, store_uri(project)
 
 
-@pytest.mark.timeout(5400)  # three real retrain runs on the fixture project (slow on a busy machine)
+@pytest.mark.slow  # about 4.5 min: three real retrain runs on the fixture project
+@pytest.mark.timeout(5400)
 def test_retrain_flow_promotes_the_first_model_then_nothing_then_holds_a_worse_one(
         prefect_api, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.tracking import MlflowClient
