@@ -135,3 +135,35 @@ def test_exclude_drops_songs_of_another_catalog(params_file: Path, cache_dir: Pa
     kept = {t.track_id for t in load_manifest(tmp_path / "catalog")}
     reasons = _skips(tmp_path / "outside").values()
     assert sum(any(k in r for k in kept) for r in reasons if "duplicate" in r) >= first["tracks"]
+
+
+def test_a_file_whose_two_decodes_differ_is_left_out(params_file: Path, cache_dir: Path, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    """catalog.decode_twice: a tracker module rendered with random effects decodes differently each time; such a
+    file is skipped (a deterministic outcome), while files that decode the same twice are kept unchanged."""
+    import dataclasses
+
+    import numpy as np
+
+    params = dataclasses.replace(load_section(params_file, "catalog", CatalogParams), decode_twice=[".ogg"])
+    run(dataclasses.replace(params, decode_twice=[]), tmp_path / "once", cache_dir, progress=False)
+    once = load_manifest(tmp_path / "once")
+    run(params, tmp_path / "twice", cache_dir, progress=False)
+    assert [t.to_dict() for t in load_manifest(tmp_path / "twice")] == [t.to_dict() for t in once]
+
+    real, seen = build_mod.decode, set()
+
+    def random_effects(path, sr, timeout_s):  # song_2 renders a little differently on every decode
+        audio = real(path, sr, timeout_s)
+        if path.name.endswith("song_2.ogg"):
+            key = len(seen)
+            seen.add(key)
+            audio = audio + np.random.default_rng(key).normal(0, 1e-3, audio.size).astype(np.float32)
+        return audio
+
+    monkeypatch.setattr(build_mod, "decode", random_effects)
+    run(params, tmp_path / "random", cache_dir, progress=False)
+    kept = {t.track_id for t in load_manifest(tmp_path / "random")}
+    song_2 = track_id_for(PKG, f"{MUSIC_DIR}/song_2.ogg")
+    assert song_2 not in kept and kept == {t.track_id for t in once} - {song_2}
+    assert "nondeterministic render" in _skips(tmp_path / "random")["song_2.ogg"]

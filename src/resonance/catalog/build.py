@@ -113,6 +113,9 @@ def process(cand: Candidate, params: CatalogParams, audio_dir: Path) -> Outcome:
         audio = decode(cand.file, sr, params.decode_timeout_s)
     except AudioError as exc:
         return Outcome(cand, reason=str(exc))
+    if cand.file.suffix.lower() in params.decode_twice and not _renders_the_same(cand.file, audio, params):
+        return Outcome(cand, reason="nondeterministic render (two decodes differ: random effects of a tracker "
+                                    "module): left out so that the same params give the same catalog")
     full_s = audio.size / sr
     audio, trim_start_s = trim_silence(audio, sr, params.silence_db)
     if audio.size == 0:
@@ -136,6 +139,15 @@ def process(cand: Candidate, params: CatalogParams, audio_dir: Path) -> Outcome:
                   audio_path=rel)
     fp = fingerprint(audio_dir.parent / rel, params.fingerprint_length_s)
     return Outcome(cand, track=track, fingerprint=fp)
+
+
+def _renders_the_same(path: Path, audio: np.ndarray, params: CatalogParams) -> bool:
+    """Whether a second decode of `path` gives exactly `audio` (mono float32 (n_samples,) at sample_rate)."""
+    try:
+        again = decode(path, params.sample_rate, params.decode_timeout_s)
+    except AudioError:
+        return False
+    return again.shape == audio.shape and bool(np.array_equal(again, audio))
 
 
 def run_all(cands: Sequence[Candidate], params: CatalogParams, audio_dir: Path, max_tracks: int | None,

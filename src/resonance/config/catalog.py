@@ -40,6 +40,7 @@ class CatalogParams:
     near_duplicate_ber: float
     fingerprint_length_s: int
     decode_timeout_s: float
+    decode_twice: list[str]  # file suffixes decoded twice: a file whose two decodes differ is skipped
     workers: int
     keep_debs: bool
     profile: str
@@ -57,6 +58,8 @@ class CatalogParams:
             raise ParamsError("catalog: need 0 < min_duration_s < max_duration_s")
         if self.workers < 1:
             raise ParamsError(f"catalog.workers: at least 1, got {self.workers}")
+        if any(not str(x).startswith(".") for x in self.decode_twice):
+            raise ParamsError(f"catalog.decode_twice: file suffixes such as .it, got {self.decode_twice}")
 
     def selected(self, profile: str | None = None) -> tuple[Profile, dict[str, Source]]:
         """The active profile and its sources, in the profile's package order."""
