@@ -1,8 +1,8 @@
 """HTTP load on `resonance serve`: throughput and latency of POST /identify under 1, 8 and 32 concurrent clients.
 
 Each request uploads a WAV of --seconds of a query clip (default: the first --n-clips test queries, 5 s), so a
-latency is end to end as a client sees it: HTTP, the ffmpeg check and decode, embedding, search and the
-decision. Without --url the script starts `resonance serve` itself (a subprocess on a free loopback port) with the
+latency is end to end as a client sees it: HTTP, the decode (libsndfile or PyAV, in memory), embedding, search
+and the decision. Without --url the script starts `resonance serve` itself (a subprocess on a free loopback port) with the
 given model, index and calibration (default the real data/ ones: data/model, data/index, data/calibration) and
 stops it at the end.
 
@@ -96,7 +96,7 @@ def table(rows: list[dict]) -> str:
 
 def load_clips(folder: Path, n: int, seconds: float, phone: bool = False) -> list[bytes]:
     """The first n audio files of `folder` (sorted), cut to `seconds`, as 16-bit WAV bytes at their own rate
-    (the query sets': 16 kHz mono), or with `phone` as a phone's own recording: 44.1 kHz stereo (ffmpeg decodes
+    (the query sets': 16 kHz mono), or with `phone` as a phone's own recording: 44.1 kHz stereo (PyAV decodes
     and resamples it on the server)."""
     import soundfile as sf
     from scipy.signal import resample_poly
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             f"service's own latency_ms.")
     lines = ["# HTTP load (`python benchmarks/serve_load.py`)", "", head, "",
              "## 16 kHz mono 16-bit WAV (what a client app records; decoded in memory)", "", table(rows), "",
-             "## 44.1 kHz stereo 16-bit WAV (a phone's own format; ffmpeg decodes and resamples it)", "",
+             "## 44.1 kHz stereo 16-bit WAV (a phone's own format; PyAV decodes and resamples it in memory)", "",
              table(phone_rows), ""]
     if args.out:
         write_report(Path(args.out), lines)

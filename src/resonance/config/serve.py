@@ -36,7 +36,7 @@ class ServeParams:
     poll_s: seconds between checks for a moved alias or a rebuilt index/calibration (hot swap);
     max_upload_bytes: largest request body (audio upload, embeddings JSON, one WebSocket message);
     max_duration_s: longest audio accepted; min_sample_rate_hz, max_sample_rate_hz, max_channels: what an upload
-    may be before it is resampled to the model's rate and mixed to mono; decode_timeout_s: ffmpeg's time limit;
+    may be before it is resampled to the model's rate and mixed to mono; decode_timeout_s: time limit of decoding;
     max_windows: most window embeddings in one /identify/embeddings request; norm_tolerance: how far from 1 a
     window embedding's L2 norm may be; max_concurrent: recognitions computed at once (more requests wait, none
     fail); torch_threads: intra-op threads of the model; listen: the WebSocket stream."""

@@ -102,7 +102,7 @@ def create_app(holder: RecognizerHolder, p: ServeParams, params: EmbeddingParams
     async def version() -> dict[str, Any]:
         return {**holder.current.version(), "swaps": holder.swaps, "last_reload_error": holder.last_error}
 
-    @app.post("/identify", summary="name the song in an audio upload (any format ffmpeg reads)",
+    @app.post("/identify", summary="name the song in an audio upload (any format FFmpeg reads)",
               openapi_extra=AUDIO_BODY)
     async def identify(request: Request) -> dict[str, Any]:
         t0 = time.perf_counter()
