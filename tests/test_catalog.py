@@ -167,3 +167,38 @@ def test_a_file_whose_two_decodes_differ_is_left_out(params_file: Path, cache_di
     song_2 = track_id_for(PKG, f"{MUSIC_DIR}/song_2.ogg")
     assert song_2 not in kept and kept == {t.track_id for t in once} - {song_2}
     assert "nondeterministic render" in _skips(tmp_path / "random")["song_2.ogg"]
+
+
+def test_a_track_holding_a_song_of_the_excluded_catalog_is_found_by_its_shared_audio(
+        params_file: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """catalog.shared_audio: a reference song reused inside a longer track (another length, so no duplicate test
+    sees it) is found at its offset; unrelated music is not."""
+    import dataclasses
+
+    import numpy as np
+
+    from resonance.audio import read_audio, to_pcm16, write_flac
+    from resonance.catalog.shared import shared_audio
+    from resonance.landmark.peaks import LandmarkConfig
+
+    from conftest import music_clip
+
+    _build(params_file, cache_dir, tmp_path / "catalog")
+    ref = load_manifest(tmp_path / "catalog")
+    song = ref[0]
+    reused, sr = read_audio(tmp_path / "catalog" / song.audio_path, song.sample_rate)
+    other = music_clip(60.0, seed=77, sr=sr).astype(np.float32) * 0.5
+    medley = np.concatenate([other[:20 * sr], reused[:12 * sr], other[20 * sr:35 * sr]])
+    new = tmp_path / "new"
+    tracks = []
+    for name, audio in (("medley", medley), ("unrelated", other)):
+        write_flac(new / "audio" / f"{name}.flac", to_pcm16(audio), sr)
+        tracks.append(dataclasses.replace(song, track_id=name, audio_path=f"audio/{name}.flac",
+                                          duration_s=audio.size / sr))
+    config = load_section(params_file, "landmark", LandmarkConfig)
+    shared = load_section(params_file, "catalog", CatalogParams).shared_audio
+    found = shared_audio(tracks, new, tmp_path / "catalog", config, 5.0, 2.5, shared.min_votes // 3,
+                         progress=False)
+    assert [f.track_id for f in found] == ["medley"]
+    assert found[0].other == song.track_id and 17.5 <= found[0].at_s <= 25.0
+    assert "shares audio with " + song.track_id in found[0].reason()

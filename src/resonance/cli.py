@@ -28,8 +28,13 @@ def _catalog(args: argparse.Namespace) -> int:
     from resonance.config import CatalogParams, load_section
 
     params = load_section(args.params, "catalog", CatalogParams)
+    landmark = None
+    if args.exclude:  # shared audio with the excluded catalog is found with the landmark hashes
+        from resonance.landmark.peaks import LandmarkConfig
+
+        landmark = load_section(args.params, "landmark", LandmarkConfig)
     header = run(params, Path(args.out), Path(args.cache), profile=args.profile, limit=args.limit,
-                 progress=not args.quiet, exclude=Path(args.exclude) if args.exclude else None)
+                 progress=not args.quiet, exclude=Path(args.exclude) if args.exclude else None, landmark=landmark)
     print(describe(header, Path(args.out)))
     return 0
 

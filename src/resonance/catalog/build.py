@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,17 +216,20 @@ def finish(outcomes: Sequence[Outcome], params: CatalogParams,
 
 
 def build_catalog(packages: Sequence[ExtractedPackage], params: CatalogParams, out_dir: str | Path,
-                  max_tracks: int | None = None, progress: bool = True, reference: Reference | None = None) -> dict:
+                  max_tracks: int | None = None, progress: bool = True, reference: Reference | None = None,
+                  landmark: Any = None) -> dict:
     """Decode, check, dedupe and split every candidate; atomically (re)place `out_dir`. Returns the header.
 
-    `reference`: another catalog whose songs (exact or near copies) must not appear in this one.
+    `reference`: another catalog whose songs (exact or near copies) must not appear in this one; with `landmark`
+    (a LandmarkConfig) and the reference's folder, tracks sharing any audio with it are dropped too
+    (`resonance.catalog.shared`).
     """
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(f".tmp-{out_dir.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "audio").mkdir(parents=True)
     try:
-        header = _build_into(tmp, packages, params, max_tracks, progress, reference)
+        header = _build_into(tmp, packages, params, max_tracks, progress, reference, landmark)
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # the previous catalog, if any, stays untouched
@@ -234,10 +238,19 @@ def build_catalog(packages: Sequence[ExtractedPackage], params: CatalogParams, o
 
 
 def _build_into(tmp: Path, packages: Sequence[ExtractedPackage], params: CatalogParams,
-                max_tracks: int | None, progress: bool, reference: Reference | None) -> dict:
+                max_tracks: int | None, progress: bool, reference: Reference | None, landmark: Any = None) -> dict:
     cands = list_candidates(packages)
     outcomes = run_all(cands, params, tmp / "audio", max_tracks, progress)
     tracks, skipped, prints = finish(outcomes, params, reference)
+    if reference is not None and reference.folder is not None and landmark is not None and tracks:
+        from resonance.catalog.shared import shared_audio
+
+        s = params.shared_audio
+        found = shared_audio(tracks, tmp, reference.folder, landmark, s.window_s, s.hop_s, s.min_votes, progress)
+        gone = {f.track_id: f for f in found}
+        skipped += [{"source": tid, "track_id": tid, "reason": f.reason()} for tid, f in gone.items()]
+        tracks = [t for t in tracks if t.track_id not in gone]
+        prints = {k: v for k, v in prints.items() if k not in gone}
     keep = {t.audio_path for t in tracks}
     for f in (tmp / "audio").iterdir():  # duplicates and beyond-limit leftovers
         if f"audio/{f.name}" not in keep:

@@ -93,6 +93,7 @@ class Reference:
     durations_s: list[float] = field(default_factory=list)
     sha256s: list[str] = field(default_factory=list)
     prints: list[np.ndarray | None] = field(default_factory=list)
+    folder: Path | None = None  # the built catalog they come from (its audio: the shared-audio check)
 
 
 def save_fingerprints(path: str | Path, prints: Mapping[str, np.ndarray | None]) -> None:
@@ -110,4 +111,4 @@ def load_reference(catalog_dir: str | Path) -> Reference:
     fp_path = Path(catalog_dir) / "fingerprints.npz"
     prints: dict[str, np.ndarray] = dict(np.load(fp_path)) if fp_path.is_file() else {}
     return Reference([t.track_id for t in tracks], [t.duration_s for t in tracks], [t.sha256 for t in tracks],
-                     [prints.get(t.track_id) for t in tracks])
+                     [prints.get(t.track_id) for t in tracks], Path(catalog_dir))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from resonance.catalog.build import build_catalog
 from resonance.catalog.debs import ExtractedPackage, fetch_package
@@ -33,16 +34,18 @@ def fetch_all(params: CatalogParams, cache_dir: Path, profile: str | None = None
 
 
 def run(params: CatalogParams, out_dir: Path, cache_dir: Path, profile: str | None = None,
-        limit: int | None = None, progress: bool = True, exclude: Path | None = None) -> dict:
+        limit: int | None = None, progress: bool = True, exclude: Path | None = None, landmark: Any = None) -> dict:
     """Fetch, build and return the catalog header (counts); `limit` overrides the profile's max_tracks.
 
-    `exclude`: a built catalog whose songs must not reappear here (an out-of-catalog set for open-set tests).
+    `exclude`: a built catalog whose songs must not reappear here (an out-of-catalog set for open-set tests):
+    no exact or near copy, and with `landmark` (a LandmarkConfig) no track sharing audio with one of its songs.
     """
     prof, _ = params.selected(profile)
     reference = load_reference(exclude) if exclude is not None else None
     packages = fetch_all(params, cache_dir, profile, progress)
     max_tracks = limit if limit is not None else prof.max_tracks
-    return build_catalog(packages, params, out_dir, max_tracks=max_tracks, progress=progress, reference=reference)
+    return build_catalog(packages, params, out_dir, max_tracks=max_tracks, progress=progress, reference=reference,
+                         landmark=landmark)
 
 
 def describe(header: dict, out_dir: Path) -> str:

@@ -28,6 +28,20 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class SharedAudio:
+    """`catalog.shared_audio`: how a build with --exclude finds audio shared with the excluded catalog
+    (`resonance.catalog.shared`): windows of window_s every hop_s seconds; shared at min_votes landmark votes."""
+
+    window_s: float
+    hop_s: float
+    min_votes: int
+
+    def __post_init__(self) -> None:
+        if not (self.window_s > 0 and self.hop_s > 0 and self.min_votes >= 1):
+            raise ParamsError("catalog.shared_audio: need window_s > 0, hop_s > 0 and min_votes >= 1")
+
+
+@dataclass(frozen=True)
 class CatalogParams:
     """The `catalog` section: how real music becomes the reference catalog."""
 
@@ -39,6 +53,7 @@ class CatalogParams:
     splits: dict[str, float]
     near_duplicate_ber: float
     fingerprint_length_s: int
+    shared_audio: SharedAudio
     decode_timeout_s: float
     decode_twice: list[str]  # file suffixes decoded twice: a file whose two decodes differ is skipped
     workers: int
