@@ -239,3 +239,29 @@ def test_log_lines_report_progress_without_changing_what_is_trained() -> None:
     assert "train: epoch 2/2, step 16/16 (100%), loss " in out.getvalue() and "ETA 0:00" in out.getvalue()
     assert sum("validation after epoch" in line and "top1" in line for line in lines) == 2
     assert torch.equal(with_lines, fit([]))  # the same weights: the lines draw nothing
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped_and_too_many_stop_the_run() -> None:
+    """A batch whose loss is NaN (here: NaN audio) is skipped, not learned from: no loss to back-propagate, the
+    weights untouched; past 1% of the run's steps such steps are an error naming the fix."""
+    from resonance.train.module import ContrastiveModule
+    from resonance.train.stage import TrainError
+
+    params = train_section(shrunk_params()["train"], "fast")
+    module = ContrastiveModule(params)
+    module.log = lambda *args, **kwargs: None  # no Trainer here to log to
+    window = round(params.window_s * 16000)
+    rng = np.random.default_rng(0)
+    a = torch.from_numpy(rng.standard_normal((4, window)).astype(np.float32) * 0.1)
+    b = a + 0.01 * torch.from_numpy(rng.standard_normal((4, window)).astype(np.float32))
+    loss = module.training_step((a, b), 0)
+    assert loss is not None and torch.isfinite(loss) and module.nonfinite_steps == 0
+    before = [p.detach().clone() for p in module.parameters()]
+    bad = b.clone()
+    bad[1, 100] = float("nan")
+    assert module.training_step((a, bad), 1) is None and module.nonfinite_steps == 1
+    assert all(torch.equal(x, p) for x, p in zip(before, module.parameters()))
+    limit = max(1, int(0.01 * params.steps_per_epoch * params.max_epochs))
+    with pytest.raises(TrainError, match="diverged"):
+        for step in range(limit + 1):
+            module.training_step((a, bad), 2 + step)

@@ -40,6 +40,9 @@ def build_model(params: TrainParams) -> EmbeddingModel:
                           params.hop_s)
 
 
+MAX_NONFINITE_SHARE = 0.01  # more skipped (non-finite) steps than this share of the run: it diverged, stop
+
+
 class ContrastiveModule(L.LightningModule):
     """Trains an EmbeddingModel on (view_a, view_b) batches with the configured loss; validates by retrieval."""
 
@@ -55,6 +58,7 @@ class ContrastiveModule(L.LightningModule):
         self.valset: ValSet | None = None
         self._masks = torch.Generator().manual_seed(params.seed)  # SpecAugment draws
         self.history: list[dict[str, float]] = []  # every validation's scores, in order
+        self.nonfinite_steps = 0  # steps skipped because their loss was NaN or infinite
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return self.model(audio)
@@ -73,19 +77,33 @@ class ContrastiveModule(L.LightningModule):
         z = self.model.encoder(torch.cat([mel[:a.shape[0]], mel_b]))
         return z[:a.shape[0]], z[a.shape[0]:]
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        """The contrastive loss of one batch; None (the step is skipped: no update) when it is not finite, which
+        is counted, and an error once over MAX_NONFINITE_SHARE of the run's steps were."""
         a, b = batch
         za, zb = self._embed_views(a, b)
         # the loss in float32 also under bf16-mixed: bf16's 8-bit mantissa would blur logits s / T (T = 0.05)
         with torch.autocast(device_type=za.device.type, enabled=False):
-            return self._loss(za.float(), zb.float(), a.shape[0])
+            loss = self._loss(za.float(), zb.float(), a.shape[0])
+        if torch.isfinite(loss):
+            return loss
+        self.nonfinite_steps += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_steps), on_step=True, batch_size=a.shape[0])
+        total = self.params.steps_per_epoch * self.params.max_epochs
+        if self.nonfinite_steps > max(1, MAX_NONFINITE_SHARE * total):
+            from resonance.train.stage import TrainError
+
+            raise TrainError(f"training diverged: {self.nonfinite_steps} steps gave a non-finite loss (over "
+                             f"{MAX_NONFINITE_SHARE:.0%} of {total}); with train.trainer.precision bf16-mixed try "
+                             f"32-true, else lower train.optim.lr")
+        return None
 
     def _loss(self, za: torch.Tensor, zb: torch.Tensor, n: int) -> torch.Tensor:
         z = torch.cat([za, zb])
         if self.params.loss == "nt_xent":
             loss = nt_xent_with_queue(za, zb, self.queue, self.params.temperature) if self.queue is not None \
                 else self.loss_fn(za, zb)
-            if self.queue is not None:  # clean anchors: what a query meets in the index
+            if self.queue is not None and bool(torch.isfinite(za).all()):  # clean anchors: what a query meets
                 self.queue.enqueue(za.detach())
         else:
             labels = torch.arange(n, device=z.device).repeat(2)

@@ -156,7 +156,7 @@ def _summary(params: TrainParams, trainer: Any, module: Any, valset: Any, fit_s:
             "best_val_gap": r4(chosen.get("gap")),
             "val_top1_untrained": r4(untrained["top1"]), "val_window_recall_untrained": r4(untrained["window_recall"]),
             "val_gap_untrained": r4(untrained["gap"]), "history": module.history,
-            "stopped_by": _stopped_by(trainer, params)}
+            "stopped_by": _stopped_by(trainer, params), "nonfinite_steps": int(module.nonfinite_steps)}
 
 
 def _stopped_by(trainer: Any, params: TrainParams) -> str:
