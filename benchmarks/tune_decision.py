@@ -270,6 +270,8 @@ def main() -> None:
         (f"sequence, cohort top {top} z, score", dict(decision="sequence", score="score"), "masked", z, 10, "z"),
         (f"sequence, cohort top {top} z, margin", dict(decision="sequence", score="margin"), "masked", z, 10, "z"),
         (f"sequence, cohort top {top} z, blend", dict(decision="sequence", score="blend"), "masked", z, 10, "z"),
+        (f"sequence, cohort top {top} z, peak (score - best sidelobe)", dict(decision="sequence", score="peak"),
+         "masked", z, 10, "z"),
         (f"sequence, cohort top {top} shift, score", dict(decision="sequence", score="score"), "masked", z, 10,
          "shift"),
         (f"sequence, cohort top {top} shift, margin", dict(decision="sequence", score="margin"), "masked", z, 10,

@@ -183,3 +183,29 @@ def test_an_hnsw_index_proposes_the_same_candidates_and_survives_a_save(tmp_path
 
     with pytest.raises(EmbeddingIndexError, match="ann.faiss fail"):
         EmbeddingIndex.load(tmp_path / "idx")
+
+
+def test_the_peak_score_keeps_a_true_alignment_and_rejects_a_passage_that_matches_at_every_offset() -> None:
+    """`peak` = score minus the best track's best score at the sidelobe offsets: a true match stands out in offset
+    (its windows change as the song moves on), a stationary passage (the same texture in every window) scores the
+    same at every offset, so its peak is about 0 however high its score."""
+    from resonance.index.method import decision_score
+
+    rng = np.random.default_rng(4)
+    refs = _unit(rng.standard_normal((50, 40, DIM)))
+    drone = _unit(rng.standard_normal(DIM))
+    refs[3] = _unit(drone + 0.05 * rng.standard_normal((40, DIM)))  # track 3: one texture throughout
+    index = EmbeddingIndex(DIM, 1.0, HOP, "planted")
+    for t in range(50):
+        index.add_track(f"t{t}", f"T{t}", refs[t], HOP, 20.5, "planted")
+    m, side = 20, (1.0, 2.0, 3.0)
+    slots = np.floor((4.0 + QHOP * np.arange(m)) / HOP + 1e-9).astype(int)
+    song = _unit(refs[8, slots] + 0.5 * _unit(rng.standard_normal((m, DIM))))  # track 8 from 4.0 s, noisy
+    texture = _unit(drone + 0.3 * _unit(rng.standard_normal((m, DIM))))  # an unknown song with that texture
+    usable = np.ones(m, bool)
+    true = sequence_search(index, song, usable, QHOP, top_k=10, max_candidates=200, sidelobe_s=side)
+    fake = sequence_search(index, texture, usable, QHOP, top_k=10, max_candidates=200, sidelobe_s=side)
+    assert true.best.track == 8 and fake.best.track == 3
+    assert fake.best.score > true.best.score  # the raw score prefers the stationary match...
+    assert decision_score(true, "peak") > 0.2 and decision_score(fake, "peak") < 0.05  # ...the peak does not
+    assert sequence_search(index, song, usable, QHOP, top_k=10, max_candidates=200).sidelobe is None

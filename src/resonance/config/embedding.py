@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from resonance.config.loader import ParamsError
 
 DECISIONS = ("sequence", "vote")
-SCORES = ("score", "margin", "blend")
+SCORES = ("score", "margin", "blend", "peak")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,8 @@ class EmbeddingParams:
     index (null: the model's train.hop_s); top_k: neighbours per query window;
     decision: `sequence` (re-score candidates with every window) or `vote` (top-k votes);
     max_candidates: candidates re-scored per query; score: what the sequence decision thresholds (`score`,
-    `margin`, `blend`: see resonance.index.method.decision_score);
+    `margin`, `blend`, `peak`: see resonance.index.method.decision_score); sidelobe_s: for `peak`, the offsets
+    (seconds, each taken both ways) at which the best track is scored again beside its best offset;
     silence_dbfs, min_active: a window is usable when at least min_active of its 50 ms frames are louder than
     silence_dbfs (resonance.index.usable); cohort_size: random catalog windows in the background cohort;
     cohort_top: the most similar cohort windows a query window's background is measured on; background: `z`
@@ -43,6 +44,7 @@ class EmbeddingParams:
     decision: str
     max_candidates: int
     score: str
+    sidelobe_s: list[float]
     silence_dbfs: float
     min_active: float
     cohort_size: int
@@ -57,6 +59,8 @@ class EmbeddingParams:
                   (self.top_k >= 1 and self.max_candidates >= 1, "top_k and max_candidates must be >= 1"),
                   (self.decision in DECISIONS, f"decision must be one of {DECISIONS}"),
                   (self.score in SCORES, f"score must be one of {SCORES}"),
+                  (all(s > 0 for s in self.sidelobe_s) and (self.score != "peak" or bool(self.sidelobe_s)),
+                   "sidelobe_s: offsets > 0 s, at least one for score `peak`"),
                   (self.background in ("z", "shift"), "background must be z or shift"),
                   (self.index_type in ("flat", "hnsw", "ivfpq"), "index_type must be flat, hnsw or ivfpq"),
                   (set(self.hnsw) == {"m", "ef_construction", "ef_search"} and min(self.hnsw.values()) >= 1,

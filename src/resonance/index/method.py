@@ -30,7 +30,7 @@ from resonance.index.usable import usable_windows
 from resonance.index.vote import VoteResult, vote
 from resonance.model.embedder import Embedder, EmbeddingModel
 
-SCORES = ("score", "margin", "blend")  # what a sequence decision's score is (see `decision_score`)
+SCORES = ("score", "margin", "blend", "peak")  # what a sequence decision's score is (see `decision_score`)
 
 
 def model_sha256(model: EmbeddingModel) -> str:
@@ -46,8 +46,9 @@ def model_sha256(model: EmbeddingModel) -> str:
 
 def decision_score(result: SequenceResult | VoteResult, kind: str) -> float:
     """The number a sequence decision is thresholded on: `score` (the best candidate's mean normalised
-    similarity), `margin` (best minus the best candidate of another track) or `blend` (score + margin). A vote's
-    score is its confidence. -inf when there is no candidate."""
+    similarity), `margin` (best minus the best candidate of another track), `blend` (score + margin) or `peak`
+    (score minus the best track's own best score at the sidelobe offsets, 0 when higher: a match must stand out
+    in offset, not only in track). A vote's score is its confidence. -inf when there is no candidate."""
     if isinstance(result, VoteResult):
         return result.confidence if result.track is not None else -np.inf
     if result.best is None:
@@ -58,6 +59,10 @@ def decision_score(result: SequenceResult | VoteResult, kind: str) -> float:
         return result.margin
     if kind == "blend":
         return result.best.score + result.margin
+    if kind == "peak":
+        if result.sidelobe is None:
+            raise ValueError("decision score `peak` needs the sidelobes: rescore(..., sidelobe_s=...)")
+        return result.best.score - max(0.0, result.sidelobe)
     raise ValueError(f"unknown decision score {kind!r}; known: {', '.join(SCORES)}")
 
 
@@ -229,8 +234,9 @@ class EmbeddingMethod:
             offset, runner = result.offset_s, None
         else:
             bg = None if ev.background is None else Background(ev.background.mu[:c], ev.background.sigma[:c])
+            kind = self.calibration.score if self.calibration is not None else p.score
             result = rescore(index, ev.queries[:c], ev.window_idx[:c], m, scores, rows, p.query_hop_s,
-                             p.max_candidates, bg)
+                             p.max_candidates, bg, tuple(p.sidelobe_s) if kind == "peak" else ())
             guess = index.tracks[result.best.track] if result.best is not None else None
             offset = max(0.0, result.best.offset_s) if result.best is not None else None
             runner = index.tracks[result.runner_up.track] if result.runner_up is not None else None

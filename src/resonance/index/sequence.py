@@ -46,13 +46,16 @@ class Candidate:
 @dataclass(frozen=True)
 class SequenceResult:
     """The best candidate, the best candidate of ANOTHER track (`runner_up`), and how much evidence there was:
-    n_windows query windows, n_usable of them not silent, n_candidates re-scored."""
+    n_windows query windows, n_usable of them not silent, n_candidates re-scored; `sidelobe`: the same track
+    scored (like `best.score`) with the query moved by each sidelobe offset both ways, the highest of them: a
+    true match is a peak in offset, a stationary passage (a drone, a pad, noise) scores about as well anywhere."""
 
     best: Candidate | None
     runner_up: Candidate | None
     n_windows: int
     n_usable: int
     n_candidates: int
+    sidelobe: float | None = None  # the best track's highest score at the sidelobe offsets (None: not measured)
 
     @property
     def margin(self) -> float:
@@ -130,21 +133,23 @@ def aligned_similarity(index: EmbeddingIndex, queries: np.ndarray, window_idx: n
 
 
 def sequence_search(index: EmbeddingIndex, queries: np.ndarray, usable: np.ndarray, query_hop_s: float, top_k: int,
-                    max_candidates: int, background: Background | None = None) -> SequenceResult:
+                    max_candidates: int, background: Background | None = None,
+                    sidelobe_s: tuple[float, ...] = ()) -> SequenceResult:
     """Search one query: queries (m, dim) unit rows of windows every query_hop_s seconds; usable (m,) bool (the
     silent ones are no evidence); background for the usable windows (None: mu 0, sigma 1, raw cosine)."""
     window_idx = np.flatnonzero(usable)
     q = np.ascontiguousarray(queries[window_idx], dtype=np.float32)
     scores, rows = index.search_rows(q, top_k) if window_idx.size and index.n_windows else (None, None)
     return rescore(index, q, window_idx, int(queries.shape[0]), scores, rows, query_hop_s, max_candidates,
-                   background)
+                   background, sidelobe_s)
 
 
 def rescore(index: EmbeddingIndex, queries: np.ndarray, window_idx: np.ndarray, n_windows: int,
             scores: np.ndarray | None, rows: np.ndarray | None, query_hop_s: float, max_candidates: int,
-            background: Background | None) -> SequenceResult:
+            background: Background | None, sidelobe_s: tuple[float, ...] = ()) -> SequenceResult:
     """`sequence_search` from the usable windows' embeddings queries (mu, dim), their numbers window_idx (mu,) and
-    their top-k neighbours (scores, rows (mu, k) from `search_rows`, already looked up), of a query of n_windows."""
+    their top-k neighbours (scores, rows (mu, k) from `search_rows`, already looked up), of a query of n_windows;
+    with sidelobe_s (seconds), the best track is also scored at its best offset +- each of them (`sidelobe`)."""
     n_usable = int(window_idx.size)
     if n_usable == 0 or scores is None or rows is None:
         return SequenceResult(None, None, n_windows, n_usable, 0)
@@ -154,10 +159,7 @@ def rescore(index: EmbeddingIndex, queries: np.ndarray, window_idx: np.ndarray, 
     sims = aligned_similarity(index, queries, window_idx, track, hops, query_hop_s)
     aligned = np.isfinite(sims)
     similarity = np.where(aligned, sims, 0.0).sum(axis=1) / n_usable  # raw: ranks the candidates
-    if background is not None:  # normalised: what the open-set decision is judged on
-        score = np.where(aligned, (sims - background.mu) / background.sigma, 0.0).sum(axis=1) / n_usable
-    else:
-        score = similarity
+    score = _normalised(sims, background, n_usable) if background is not None else similarity
     n_aligned = aligned.sum(axis=1)
     order = np.lexsort((hops, track, -similarity))  # most similar first; ties: lower track, then earlier offset
 
@@ -167,5 +169,20 @@ def rescore(index: EmbeddingIndex, queries: np.ndarray, window_idx: np.ndarray, 
 
     best = int(order[0])
     other = next((int(c) for c in order if track[c] != track[best]), None)
+    sidelobe = None
+    if sidelobe_s:
+        shift = np.array(sorted({int(round(s / query_hop_s)) for s in sidelobe_s} - {0}), dtype=np.int64)
+        side_hops = np.concatenate([hops[best] - shift, hops[best] + shift])
+        side = aligned_similarity(index, queries, window_idx, np.full(side_hops.size, track[best]), side_hops,
+                                  query_hop_s)
+        side_score = _normalised(side, background, n_usable) if background is not None else \
+            np.where(np.isfinite(side), side, 0.0).sum(axis=1) / n_usable
+        sidelobe = float(side_score.max())
     return SequenceResult(cand(best), cand(other) if other is not None else None, n_windows, n_usable,
-                          int(track.size))
+                          int(track.size), sidelobe)
+
+
+def _normalised(sims: np.ndarray, background: Background, n_usable: int) -> np.ndarray:
+    """(C,) mean over the n_usable windows of (s - mu) / sigma, 0 for a window without an aligned reference."""
+    aligned = np.isfinite(sims)
+    return np.where(aligned, (sims - background.mu) / background.sigma, 0.0).sum(axis=1) / n_usable
