@@ -3,7 +3,7 @@
 table they promise. Nothing here times anything: the tables' numbers are not checked, their presence is.
 
 Not run in a tiny mode: serve_load.py (needs a deployed model, index and calibration; the service itself is
-tested in test_serve.py), tune_decision.py, ablation.py, setlist.py, faiss_scale.py, index_types.py, hybrid.py and reference_hop.py (need a trained
+tested in test_serve.py), tune_decision.py, open_set_audit.py, ablation.py, setlist.py, faiss_scale.py, index_types.py, hybrid.py and reference_hop.py (need a trained
 model, its index and the query sets; their parts are tested in test_stream.py and test_index.py),
 results_report.py (run on a fixture evaluation in test_banks_queries.py).
 """
