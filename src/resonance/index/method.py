@@ -223,7 +223,8 @@ class EmbeddingMethod:
         c = int(np.searchsorted(ev.window_idx, m))  # the usable windows among the first m
         if c == 0 or ev.scores is None or ev.rows is None:
             return self._nothing("silent" if c == 0 else "no_candidate", m, c)
-        index, p = self.index, self.config
+        index, p, cal = self.index, self.config, self.calibration
+        kind = cal.score if cal is not None else p.score  # what the decision is thresholded on
         scores, rows = ev.scores[:c], ev.rows[:c]
         if p.decision == "vote":
             track_idx = np.append(index.row_track(), -1).astype(np.int64)[rows]
@@ -234,7 +235,6 @@ class EmbeddingMethod:
             offset, runner = result.offset_s, None
         else:
             bg = None if ev.background is None else Background(ev.background.mu[:c], ev.background.sigma[:c])
-            kind = self.calibration.score if self.calibration is not None else p.score
             result = rescore(index, ev.queries[:c], ev.window_idx[:c], m, scores, rows, p.query_hop_s,
                              p.max_candidates, bg, tuple(p.sidelobe_s) if kind == "peak" else ())
             guess = index.tracks[result.best.track] if result.best is not None else None
@@ -242,8 +242,7 @@ class EmbeddingMethod:
             runner = index.tracks[result.runner_up.track] if result.runner_up is not None else None
         if guess is None:
             return Match(None, None, None, None, -np.inf, None, False, 0.0, "no_candidate", m, c, result)
-        cal = self.calibration
-        score = decision_score(result, cal.score if cal is not None else p.score)
+        score = decision_score(result, kind)
         if cal is None or not cal.lengths:
             return Match(guess, guess, offset, runner, score, None, True, 0.0, None, m, c, result)
         accepted = cal.accepted(score, length_s)
