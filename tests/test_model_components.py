@@ -64,7 +64,9 @@ def numpy_logmel(audio: np.ndarray, cfg: dict) -> np.ndarray:
     frames = np.stack([audio[t * hop:t * hop + n_fft] for t in range(n_frames)]).astype(np.float64) * window
     power = np.abs(np.fft.rfft(frames, axis=1) / (window.sum() / 2)) ** 2  # (n_frames, n_fft//2+1), re full scale
     fb = mel_filterbank(cfg["sr"], n_fft, cfg["n_mels"], cfg["fmin_hz"], cfg["fmax_hz"]).astype(np.float64)
-    return np.log(fb @ power.T + cfg["log_eps"])  # (n_mels, n_frames)
+    mel = fb @ power.T  # (n_mels, n_frames)
+    floor = 0.0 if cfg["floor_db"] is None else mel.max() * 10 ** (-cfg["floor_db"] / 10)
+    return np.log(mel + floor + cfg["log_eps"])
 
 
 def test_logmel_shape_finite_and_matches_numpy_reference() -> None:
@@ -84,11 +86,31 @@ def test_logmel_shape_finite_and_matches_numpy_reference() -> None:
     assert -1.0 < loud.item() < 1.0  # power re a full-scale sine: about 0 dB
     assert (loud - quiet).item() == pytest.approx(np.log(100.0), abs=1e-3)  # -20 dB
     silent = frontend(torch.zeros(1, SR))
-    assert torch.allclose(silent, torch.full_like(silent, float(np.log(1e-10))))
+    assert torch.allclose(silent, torch.full_like(silent, float(np.log(DEFAULT_FRONTEND["log_eps"]))))
     with pytest.raises(ValueError, match="batch, n_samples"):
         frontend(torch.zeros(SR))
     with pytest.raises(ValueError, match="shorter than one STFT frame"):
         frontend(torch.zeros(1, 100))
+
+
+def test_logmel_floor_is_relative_to_the_window_peak() -> None:
+    """Detail more than floor_db under a window's loudest bin weighs nothing, at any playback level; without the
+    relative floor (older models) a quiet band keeps its own level."""
+    t = np.arange(SR) / SR
+    loud_tone = np.sin(2 * np.pi * 500.0 * t)
+    faint = 10 ** (-100 / 20) * np.sin(2 * np.pi * 4000.0 * t)  # 100 dB under the tone
+    audio = torch.from_numpy(np.stack([loud_tone + faint, 0.01 * (loud_tone + faint)]).astype(np.float32))
+    cfg = {**DEFAULT_FRONTEND, "floor_db": 80.0}
+    out = build_frontend(cfg)(audio)
+    band = int(np.argmin(np.abs(np.array([mel_filterbank(SR, 1024, 64, 60.0, 8000.0)[m].argmax() * SR / 1024
+                                          for m in range(64)]) - 4000.0)))
+    peak = out.amax(dim=(1, 2), keepdim=True)
+    assert float((peak - out)[:, band].mean()) == pytest.approx(80 * np.log(10) / 10, abs=0.05)  # at the floor
+    np.testing.assert_allclose((out[0] - peak[0]).numpy(), (out[1] - peak[1]).numpy(), atol=1e-3)  # gain-free
+    unfloored = build_frontend({**cfg, "floor_db": None})(audio[:1])
+    assert float((unfloored.amax() - unfloored[0, band].mean())) > 90 * np.log(10) / 10  # the faint tone shows
+    with pytest.raises(ParamsError, match="floor_db"):
+        build_frontend({**cfg, "floor_db": -3.0})
 
 
 def test_windows_count_overlap_and_short_audio_error() -> None:
@@ -245,7 +267,7 @@ def test_memory_queue_is_fifo() -> None:
     grad = torch.ones(1, 2, requires_grad=True)
     queue.enqueue(grad * 2)
     assert not queue.items().requires_grad
-    assert {"bank", "ptr", "count"} <= set(queue.state_dict())
+    assert {"bank", "ids", "ptr", "count"} <= set(queue.state_dict())
     with pytest.raises(ValueError, match="dim 2"):
         queue.enqueue(torch.zeros(1, 3))
 
@@ -260,6 +282,33 @@ def test_queue_negatives_change_the_loss() -> None:
     assert nt_xent_with_queue(z1, z2, queue, 0.1) > nt_xent(z1, z2, 0.1)  # more negatives, bigger denominator
     with pytest.raises(ValueError, match="queue holds dim 16"):
         nt_xent_with_queue(unit(torch.randn(4, 8)), unit(torch.randn(4, 8)), queue, 0.1)
+
+
+def test_queue_entries_of_the_anchor_own_stretch_are_not_negatives() -> None:
+    """A queued window of the same stretch of music (its neighbour, seen a step earlier) is masked out of that
+    pair's negatives; other pairs still meet it."""
+    torch.manual_seed(1)
+    z, _ = clustered(4, 2, 16, noise=0.3, seed=3)
+    z1, z2 = z[:4], z[4:]
+    ids = torch.tensor([10, 11, 12, 13])
+    queue = MemoryQueue(dim=16, size=8)
+    queued = unit(z1 + 0.1 * torch.randn(4, 16))  # the same stretches' neighbouring windows: near-copies
+    queue.enqueue(queued, ids)
+    assert queue.item_ids().tolist() == [10, 11, 12, 13]
+    masked = nt_xent_with_queue(z1, z2, queue, 0.1, ids)
+    views = torch.cat([z1, z2])
+    by_hand = []
+    for r in range(8):  # each view's own cross-entropy: the batch, plus the queued entries of OTHER stretches
+        others = queued[torch.arange(4) != r % 4]
+        logits = torch.cat([views[r] @ views[torch.arange(8) != r].T, views[r] @ others.T]) / 0.1
+        positive = (r + 4) % 8 - (1 if (r + 4) % 8 > r else 0)  # the other view's column once r is dropped
+        by_hand.append(-torch.log_softmax(logits, 0)[positive])
+    assert torch.allclose(masked, torch.stack(by_hand).mean(), atol=1e-5)
+    assert nt_xent_with_queue(z1, z2, queue, 0.1) > masked + 0.5  # unmasked: each pair's own copy is a negative
+    other = nt_xent_with_queue(z1, z2, queue, 0.1, torch.tensor([20, 21, 22, 23]))
+    assert torch.allclose(other, nt_xent_with_queue(z1, z2, queue, 0.1))
+    with pytest.raises(ValueError, match="ids must be"):
+        queue.enqueue(z1, torch.tensor([1, 2]))
 
 
 # ---------------------------------------------------------------- builders

@@ -115,6 +115,39 @@ def test_batches_are_a_function_of_seed_epoch_and_index_and_spread_segments(buil
     assert not torch.equal(streamed[2][1], streamed[3][1])
     two.epoch = 1
     assert not torch.equal(two.batch_at(3)[1], b1)
+    # the stretch ids: shared by a block's batches, new for every block and epoch
+    assert torch.equal(streamed[2][2], streamed[3][2]) and not set(streamed[1][2].tolist()) & set(
+        streamed[2][2].tolist())
+    assert not set(two.stretch_ids(1).tolist()) & set(one.stretch_ids(1).tolist())
+
+
+def test_the_loader_can_make_the_log_mel(built: dict) -> None:
+    """With the model's frontend as `features`, a batch is the log-mel of the very audio batch (computed on the
+    loader's core), and training on either gives the same loss."""
+    from resonance.model.builders import build_frontend
+    from resonance.train.module import ContrastiveModule
+    from resonance.train.stream import PairStream
+
+    params = _two_windows(load_train(built["params"], "fast"))
+    sim = load_section(built["params"], "simulate", SimulateParams)
+    banks = load_banks(built["root"] / "banks")
+    source = SegmentSource(catalog_tracks(built["root"] / "catalog", "train"), params.data, sim, banks, 16000)
+    frontend = build_frontend(params.frontend)
+    audio, mels = PairStream(source, 4, 3, seed=2), PairStream(source, 4, 3, seed=2, features=frontend)
+    (a, b), (ma, mb) = audio.batch_at(1), mels.batch_at(1)
+    assert ma.shape == (4, *frontend(a).shape[1:])
+    torch.testing.assert_close(ma, frontend(a))
+    torch.testing.assert_close(mb, frontend(b))
+    torch.manual_seed(0)
+    module = ContrastiveModule(_no_masking(params))
+    assert torch.allclose(module.training_step((a, b), 0), module.training_step((ma, mb), 0), atol=1e-5)
+
+
+def _no_masking(params):
+    """The params without SpecAugment (its masks are random draws: two steps would differ)."""
+    import dataclasses
+
+    return dataclasses.replace(params, augment=dataclasses.replace(params.augment, freq_masks=0, time_masks=0))
 
 
 def _two_windows(params):
@@ -164,6 +197,12 @@ def test_segments_are_consecutive_windows_of_one_stretch(built: dict) -> None:
         for h in hits:
             found |= bool(np.array_equal(audio[h:h + 32000], a.reshape(-1)))
     assert found
+    # with a half-window segment hop, the windows overlap by half: one render gives twice the pairs
+    half = SegmentSource(tracks, replace(data, segment_hop_s=0.5), sim, banks, 16000)
+    a, b = half.segment(np.random.default_rng(3))
+    assert a.shape == b.shape == (2, 16000)
+    np.testing.assert_array_equal(a[0, 8000:], a[1, :8000])
+    np.testing.assert_array_equal(b[0, 8000:], b[1, :8000])  # the same concert view, cut twice
 
 
 def test_embedder_windows_long_audio_and_pads_short_audio(trained: dict) -> None:

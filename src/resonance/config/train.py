@@ -46,8 +46,8 @@ class TrainData:
     (plus `preroll_s` of music before it, run through the chain and cut off); the second view starts up to
     `offset_jitter_s` away. With probability `clean_anchor_prob` the first view is the clean window (what the
     index holds), otherwise a second concert view; concert views draw a preset from `presets`. Windows are
-    rendered `windows_per_segment` at a time (consecutive windows of one stretch, one pass of the chain) and
-    spread over that many batches; `workers` DataLoader processes render them. `views`: `independent` (room, SNR
+    rendered `windows_per_segment` at a time (consecutive windows of one stretch, starting every `segment_hop_s`
+    seconds: overlapping when shorter than a window; one pass of the chain) and spread over that many batches; `workers` DataLoader processes render them. `views`: `independent` (room, SNR
     and clipping drawn apart: `conditions`) or `presets` (one of `presets`, each tying a room to an SNR range)."""
 
     views: str
@@ -57,7 +57,9 @@ class TrainData:
     offset_jitter_s: float
     clean_anchor_prob: float
     windows_per_segment: int
+    segment_hop_s: float
     workers: int
+    loader_features: bool
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class TrainParams:
     temperature: float
     margin: float
     queue_size: int
+    queue_start: int
     batch_size: int
     steps_per_epoch: int
     max_epochs: int
@@ -135,9 +138,11 @@ class TrainParams:
         checks = [(self.window_s > 0 and self.hop_s > 0, "window_s and hop_s must be > 0"),
                   (self.batch_size >= 2, "batch_size must be >= 2 (in-batch negatives)"),
                   (self.steps_per_epoch >= 1 and self.max_epochs >= 1, "steps_per_epoch, max_epochs must be >= 1"),
-                  (self.queue_size >= 0 and self.patience >= 1, "queue_size >= 0, patience >= 1"),
+                  (self.queue_size >= 0 and self.queue_start >= 0 and self.patience >= 1,
+                   "queue_size >= 0, queue_start >= 0, patience >= 1"),
                   (0 <= self.data.clean_anchor_prob <= 1, "data.clean_anchor_prob must be in [0, 1]"),
                   (self.data.preroll_s >= 0 and self.data.offset_jitter_s >= 0, "data: preroll/jitter >= 0"),
+                  (0 < self.data.segment_hop_s <= self.window_s, "data.segment_hop_s must be in (0, window_s]"),
                   (self.data.windows_per_segment >= 1 and self.data.workers >= 0,
                    "data.windows_per_segment must be >= 1 and data.workers >= 0"),
                   (bool(self.data.presets) and bool(self.val.presets), "data.presets and val.presets: not empty"),

@@ -55,7 +55,8 @@ class EmbeddingModel(nn.Module):
     def from_bundle(cls, bundle: Mapping[str, Any]) -> EmbeddingModel:
         if bundle.get("format") != BUNDLE_FORMAT:
             raise ModelError(f"model bundle format {bundle.get('format')!r}, this code reads {BUNDLE_FORMAT}")
-        model = cls(bundle["frontend"], bundle["encoder"], bundle["encoder_cfg"], bundle["window_s"],
+        frontend = {"floor_db": None, **bundle["frontend"]}  # bundles from before the relative floor have none
+        model = cls(frontend, bundle["encoder"], bundle["encoder_cfg"], bundle["window_s"],
                      bundle["hop_s"])
         model.load_state_dict(bundle["state_dict"])
         return model.eval()

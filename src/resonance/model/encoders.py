@@ -98,7 +98,9 @@ class NafpEncoder(nn.Module):
         self.head = SplitHead(cfg.channels[-1], cfg.dim, cfg.head_hidden)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(standardize(logmel).unsqueeze(1))  # (batch, channels[-1], F', T')
+        # channels-last (NHWC): oneDNN's faster convolution kernels for these small maps; the same numbers
+        x = standardize(logmel).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+        x = self.blocks(x)  # (batch, channels[-1], F', T')
         return F.normalize(self.head(x.mean(dim=(2, 3))), dim=1)
 
 

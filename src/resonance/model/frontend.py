@@ -7,12 +7,14 @@ Conventions (fixed here, so indexing, training and queries see exactly the same 
 - STFT: periodic Hann window of n_fft samples, hop `hop`, center=False: frame t covers samples
   [t * hop, t * hop + n_fft) of the window and no padding is invented, so n_frames = 1 + (n_samples - n_fft) // hop.
 - Level: power spectrum relative to a full-scale sine, |X|^2 / (sum(window) / 2)^2 (a sine of amplitude 1 at a bin
-  centre has power 1 in that bin: 0 dB), mel-projected, then natural log: log(mel_power + log_eps). So log_eps is
-  a floor in those units: 1e-10 is -100 dB re full scale.
-- Precision: the STFT, the mel projection and the log run in float64 and the output is cast to float32. A float32
-  FFT's rounding (~1e-7 of the frame's largest bin magnitude) would put log errors > 1e-4 on bands more than ~55 dB
-  below the frame's loudest band, which tonal music has; float64 adds ~0.2 s per 256 one-second windows on 2 CPU
-  threads (the STFT time doubles), a few percent of a training step. Apple MPS has no float64: CPU or CUDA only.
+  centre has power 1 in that bin: 0 dB), mel-projected, then natural log: log(mel_power + floor + log_eps). The
+  floor is relative to the window: `floor_db` below its loudest mel bin (over all bands and frames), so detail
+  further down than a crowd, a room or a phone's noise leaves audible weighs nothing, whatever the playback level;
+  log_eps is an absolute floor in those units (1e-10 is -100 dB re full scale), the only one when floor_db is None
+  (models trained before the relative floor).
+- Precision: float32 throughout. A float32 FFT's rounding (~1e-7 of the frame's largest bin magnitude, about
+  -140 dB) sits far under a relative floor of 80 dB, so it moves the log by < 1e-4; without a relative floor,
+  bands more than ~55 dB below the frame's loudest carry log errors above that (as they would in ONNX too).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class FrontendConfig:
 
     sr: sample rate of the audio (Hz); n_fft: STFT frame and window length (samples); hop: STFT hop (samples);
     n_mels: mel bands; fmin_hz..fmax_hz: band covered by the filters; log_eps: added to mel power before the log
-    (power re a full-scale sine, see the module docstring: 1e-10 is -100 dB).
+    (power re a full-scale sine, see the module docstring: 1e-10 is -100 dB); floor_db: the relative log floor,
+    this many dB below the window's loudest mel bin (None: none, as in models trained before it existed).
     """
 
     sr: int
@@ -40,6 +43,7 @@ class FrontendConfig:
     fmin_hz: float
     fmax_hz: float
     log_eps: float
+    floor_db: float | None
 
     def __post_init__(self) -> None:
         if self.sr <= 0 or self.n_fft < 2 or self.hop < 1 or self.n_mels < 1:
@@ -49,6 +53,8 @@ class FrontendConfig:
                              f"{self.fmin_hz}..{self.fmax_hz} Hz at sr={self.sr}")
         if self.log_eps <= 0:
             raise ValueError(f"FrontendConfig.log_eps: must be > 0, got {self.log_eps}")
+        if self.floor_db is not None and not self.floor_db > 0:
+            raise ValueError(f"FrontendConfig.floor_db: must be > 0 dB (or null), got {self.floor_db}")
 
     def n_frames(self, n_samples: int) -> int:
         """Frames LogMel makes from `n_samples` samples (center=False); ValueError if fewer than n_fft samples."""
@@ -107,16 +113,19 @@ class LogMel(nn.Module):
         self.register_buffer("mel_fb", torch.from_numpy(fb))
         self.register_buffer("window", torch.hann_window(cfg.n_fft, periodic=True, dtype=torch.float32))
         self.power_scale = float((2.0 / self.window.sum()) ** 2)  # |X|^2 -> power re a full-scale sine
+        self.floor_ratio = None if cfg.floor_db is None else float(10.0 ** (-cfg.floor_db / 10.0))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         if audio.ndim != 2:
             raise ValueError(f"LogMel: expected (batch, n_samples) audio, got shape {tuple(audio.shape)}")
         self.cfg.n_frames(audio.shape[1])  # raises when shorter than one frame
-        spec = torch.stft(audio.double(), n_fft=self.cfg.n_fft, hop_length=self.cfg.hop, win_length=self.cfg.n_fft,
-                          window=self.window.double(), center=False, return_complex=True)  # (batch, bins, n_frames)
+        spec = torch.stft(audio.float(), n_fft=self.cfg.n_fft, hop_length=self.cfg.hop, win_length=self.cfg.n_fft,
+                          window=self.window, center=False, return_complex=True)  # (batch, bins, n_frames)
         power = (spec.real.square() + spec.imag.square()) * self.power_scale
-        mel = torch.einsum("mf,bft->bmt", self.mel_fb.double(), power)
-        return torch.log(mel + self.cfg.log_eps).float()
+        mel = torch.matmul(self.mel_fb, power)  # (batch, n_mels, n_frames)
+        if self.floor_ratio is None:
+            return torch.log(mel + self.cfg.log_eps)
+        return torch.log(mel + (mel.amax(dim=(1, 2), keepdim=True) * self.floor_ratio + self.cfg.log_eps))
 
 
 def window_samples(sr: int, seconds: float, what: str) -> int:

@@ -98,8 +98,9 @@ def triplet_hard(z: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.
 class MemoryQueue(nn.Module):
     """FIFO of the last `size` (detached) embeddings of dimension `dim`, used as extra negatives (MoCo).
 
-    Buffers (follow .to(device), saved in the state dict): `bank` (size, dim), `ptr` (next slot), `count` (filled
-    slots). `enqueue` after the optimiser step with the batch's embeddings; `items()` reads them oldest first.
+    Buffers (follow .to(device), saved in the state dict): `bank` (size, dim), `ids` (size,) the group each
+    entry came from (-1: none given), `ptr` (next slot), `count` (filled slots). `enqueue` after the optimiser step
+    with the batch's embeddings; `items()` reads them oldest first.
     """
 
     def __init__(self, dim: int, size: int) -> None:
@@ -108,6 +109,7 @@ class MemoryQueue(nn.Module):
             raise ValueError(f"MemoryQueue: need dim >= 1 and size >= 1, got dim={dim}, size={size}")
         self.dim, self.size = dim, size
         self.register_buffer("bank", torch.zeros(size, dim))
+        self.register_buffer("ids", torch.full((size,), -1, dtype=torch.long))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
@@ -115,30 +117,44 @@ class MemoryQueue(nn.Module):
         return int(self.count)
 
     @torch.no_grad()
-    def enqueue(self, z: torch.Tensor) -> None:
-        """Append z (B, dim) (detached); when full, the oldest entries are overwritten. B > size keeps the last."""
+    def enqueue(self, z: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        """Append z (B, dim) (detached), each with its group id from ids (B,) (None: -1, no group); when full, the
+        oldest entries are overwritten. B > size keeps the last."""
         _check_embeddings(z, "z")
         if z.shape[1] != self.dim:
             raise ValueError(f"MemoryQueue: expected embeddings of dim {self.dim}, got {tuple(z.shape)}")
-        z = z.detach()[-self.size:].to(self.bank)
+        if ids is not None and tuple(ids.shape) != (z.shape[0],):
+            raise ValueError(f"MemoryQueue: ids must be ({z.shape[0]},), got {tuple(ids.shape)}")
+        ids = torch.full((z.shape[0],), -1, dtype=torch.long) if ids is None else ids.long()
+        z, ids = z.detach()[-self.size:].to(self.bank), ids[-self.size:].to(self.ids)
         slots = (int(self.ptr) + torch.arange(z.shape[0])) % self.size
         self.bank[slots.to(self.bank.device)] = z
+        self.ids[slots.to(self.ids.device)] = ids
         self.ptr.fill_((int(self.ptr) + z.shape[0]) % self.size)
         self.count.fill_(min(self.size, int(self.count) + z.shape[0]))
 
+    def _order(self) -> torch.Tensor:
+        n, ptr = len(self), int(self.ptr)
+        return (torch.arange(ptr - n, ptr) % self.size).to(self.bank.device)
+
     def items(self) -> torch.Tensor:
         """The queued embeddings, oldest first: (len(self), dim), no gradient."""
-        n, ptr = len(self), int(self.ptr)
-        order = torch.arange(ptr - n, ptr) % self.size
-        return self.bank[order.to(self.bank.device)]
+        return self.bank[self._order()]
+
+    def item_ids(self) -> torch.Tensor:
+        """The queued entries' group ids, oldest first: (len(self),) int64 (-1: none given)."""
+        return self.ids[self._order()]
 
 
-def nt_xent_with_queue(z1: torch.Tensor, z2: torch.Tensor, queue: MemoryQueue, temperature: float) -> torch.Tensor:
+def nt_xent_with_queue(z1: torch.Tensor, z2: torch.Tensor, queue: MemoryQueue, temperature: float,
+                       ids: torch.Tensor | None = None) -> torch.Tensor:
     """NT-Xent (see `nt_xent`) whose negatives are the in-batch ones plus every queued embedding.
 
     z1, z2: (N, dim). Logits per anchor: 2N - 1 in-batch + len(queue) queue columns. Equals `nt_xent` when the
-    queue is empty. It does not enqueue: call queue.enqueue(...) after the step (so a batch is never its own
-    negative).
+    queue is empty. With ids (N,), the group of each pair (e.g. the stretch of music it was cut from), a queued
+    entry of the anchor's own group is no negative (its column is masked): a neighbouring window of the same
+    music is not another song. It does not enqueue: call queue.enqueue(...) after the step (so a batch is never
+    its own negative).
     """
     _check_pair(z1, z2, temperature)
     if z1.shape[1] != queue.dim:
@@ -146,5 +162,9 @@ def nt_xent_with_queue(z1: torch.Tensor, z2: torch.Tensor, queue: MemoryQueue, t
     logits, targets = _pair_logits(z1, z2, temperature)
     negatives = queue.items().to(z1)
     if negatives.shape[0]:
-        logits = torch.cat([logits, torch.cat([z1, z2]) @ negatives.T / temperature], dim=1)
+        extra = torch.cat([z1, z2]) @ negatives.T / temperature  # (2N, len(queue))
+        if ids is not None:
+            own = ids.to(queue.ids.device).repeat(2)[:, None] == queue.item_ids()[None, :]
+            extra = extra.masked_fill(own.to(extra.device), float("-inf"))
+        logits = torch.cat([logits, extra], dim=1)
     return F.cross_entropy(logits, targets)

@@ -1,8 +1,9 @@
 """Training pairs drawn on the fly: stretches of `train` tracks, each seen through the concert simulator.
 
-A *segment* is k = `windows_per_segment` consecutive windows of one random stretch of music, rendered through the
-chain in one pass (one read, one preroll, one condition for k pairs: the chain's fixed costs are paid once per
-k pairs, which is what lets a 2-core machine keep the model busy). A *block* is `batch` segments; batch j of an
+A *segment* is k = `windows_per_segment` consecutive windows of one random stretch of music, starting every
+`segment_hop_s` (overlapping when that is shorter than a window), rendered through the chain in one pass (one
+read, one preroll, one condition for k pairs: the chain's costs are paid once per k pairs, and with half-window
+hops each rendered second gives two pairs; that is what lets a 2-core machine keep the model busy). A *block* is `batch` segments; batch j of an
 epoch is slot j % k of block j // k: window j % k of every segment of the block. So a batch holds `batch`
 different stretches of music and one segment's windows meet in different steps, never as each other's negatives.
 Segment s of block m of epoch e is a pure function of (seed, e, m, s). Audio is read straight from the catalog
@@ -67,15 +68,15 @@ def concert_view(music: np.ndarray, preroll: int, rng: np.random.Generator, pres
 
 
 def draw_music(rng: np.random.Generator, tracks: list[TrackFile], p: np.ndarray, span: int, inner: slice,
-               window: int) -> np.ndarray:
-    """(span,) clean music at a random place (track chosen with probabilities `p`) whose windows in `inner` are
-    all audible; silent stretches (breaks inside a track) are redrawn: a silent window has no song to learn and
-    no level to mix a crowd against."""
+               window: int, step: int) -> np.ndarray:
+    """(span,) clean music at a random place (track chosen with probabilities `p`) whose windows in `inner` (one
+    every `step` samples) are all audible; silent stretches (breaks inside a track) are redrawn: a silent window
+    has no song to learn and no level to mix a crowd against."""
     for _ in range(MAX_DRAWS):
         track = tracks[int(rng.choice(len(tracks), p=p))]
         music = read_segment(track, int(rng.integers(0, max(1, track.n_samples - span))), span)
         core = music[inner]
-        if all(audible(core[j:j + window]) for j in range(0, core.size - window + 1, window)):
+        if all(audible(core[j:j + window]) for j in range(0, core.size - window + 1, step)):
             return music
     raise RuntimeError(f"training data: {MAX_DRAWS} draws in a row hit silence; is the catalog silent?")
 
@@ -83,9 +84,9 @@ def draw_music(rng: np.random.Generator, tracks: list[TrackFile], p: np.ndarray,
 class SegmentSource:
     """Renders training segments: `segment(rng)` -> (a, b), each float32 (k, window) at banks.sr.
 
-    b[j] is window j of one concert view of the stretch; a[j] is the clean window j shifted by its own u_j
-    (|u_j| <= offset_jitter_s) with probability clean_anchor_prob, else window j of a second concert view (a
-    different condition) of the stretch shifted by one u.
+    b[j] is window j (starting j * segment_hop_s into the stretch) of one concert view of the stretch; a[j] is
+    the clean window j shifted by its own u_j (|u_j| <= offset_jitter_s) with probability clean_anchor_prob, else
+    window j of a second concert view (a different condition) of the stretch shifted by one u.
     """
 
     def __init__(self, tracks: list[TrackFile], data: TrainData, sim: SimulateParams, banks: Banks,
@@ -94,26 +95,28 @@ class SegmentSource:
             raise ValueError("training data: no training tracks")
         self.tracks, self.data, self.sim, self.banks, self.window = tracks, data, sim, banks, window
         self.k = data.windows_per_segment
+        self.hop = int(round(data.segment_hop_s * banks.sr))
         self.preroll = int(round(data.preroll_s * banks.sr))
         self.jitter = int(round(data.offset_jitter_s * banks.sr))
         weights = np.array([t.n_samples for t in tracks], dtype=np.float64)
         self.p = weights / weights.sum()  # windows uniform over the music, not over the tracks
 
     def segment(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        k, w, pre, jit = self.k, self.window, self.preroll, self.jitter
-        n = pre + k * w
-        music = draw_music(rng, self.tracks, self.p, n + 2 * jit, slice(jit + pre, jit + n), w)
+        k, w, pre, jit, hop = self.k, self.window, self.preroll, self.jitter, self.hop
+        n = pre + w + (k - 1) * hop
+        music = draw_music(rng, self.tracks, self.p, n + 2 * jit, slice(jit + pre, jit + n), w, hop)
 
         def view(x: np.ndarray) -> np.ndarray:
-            return apply_condition(x, draw_condition(rng, self.data, self.sim, self.banks), self.banks)[pre:]
+            y = apply_condition(x, draw_condition(rng, self.data, self.sim, self.banks), self.banks)[pre:]
+            return np.stack([y[j * hop:j * hop + w] for j in range(k)])
 
-        b = view(music[jit:jit + n]).reshape(k, w)
+        b = view(music[jit:jit + n])
         if rng.random() < self.data.clean_anchor_prob:
             shifts = rng.integers(-jit, jit + 1, size=k) if jit else np.zeros(k, dtype=int)
-            a = np.stack([music[jit + pre + j * w + u:][:w] for j, u in enumerate(shifts)])
+            a = np.stack([music[jit + pre + j * hop + u:][:w] for j, u in enumerate(shifts)])
         else:
             u = int(rng.integers(-jit, jit + 1)) if jit else 0
-            a = view(music[jit + u:jit + u + n]).reshape(k, w)
+            a = view(music[jit + u:jit + u + n])
         return np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32)
 
 

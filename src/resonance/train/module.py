@@ -64,27 +64,29 @@ class ContrastiveModule(L.LightningModule):
         return self.model(audio)
 
     def _embed_views(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(za, zb): the anchors as they are, the concert views with SpecAugment masking (when configured)."""
+        """(za, zb): the anchors as they are, the concert views with SpecAugment masking (when configured). a, b:
+        audio (batch, window), or log-mel (batch, n_mels, n_frames) already made by the loader (`PairStream`)."""
         aug = self.params.augment
-        if not (aug.freq_masks or aug.time_masks):
-            z = self.model(torch.cat([a, b]))
-            return z[:a.shape[0]], z[a.shape[0]:]
-        from resonance.model.augment import mask_logmel
+        mel = self.model.frontend(torch.cat([a, b])) if a.ndim == 2 else torch.cat([a, b])
+        if aug.freq_masks or aug.time_masks:
+            from resonance.model.augment import mask_logmel
 
-        mel = self.model.frontend(torch.cat([a, b]))
-        mel_b = mask_logmel(mel[a.shape[0]:], self._masks, aug.freq_masks, aug.freq_width, aug.time_masks,
-                            aug.time_width)
-        z = self.model.encoder(torch.cat([mel[:a.shape[0]], mel_b]))
+            mel_b = mask_logmel(mel[a.shape[0]:], self._masks, aug.freq_masks, aug.freq_width, aug.time_masks,
+                                aug.time_width)
+            mel = torch.cat([mel[:a.shape[0]], mel_b])
+        z = self.model.encoder(mel)
         return z[:a.shape[0]], z[a.shape[0]:]
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        """The contrastive loss of one batch; None (the step is skipped: no update) when it is not finite, which
-        is counted, and an error once over MAX_NONFINITE_SHARE of the run's steps were."""
-        a, b = batch
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor | None:
+        """The contrastive loss of one batch (a, b) or (a, b, stretch ids) (see `PairStream`); None (the step is
+        skipped: no update) when it is not finite, which is counted, and an error once over MAX_NONFINITE_SHARE of
+        the run's steps were."""
+        a, b = batch[0], batch[1]
+        ids = batch[2] if len(batch) > 2 else None
         za, zb = self._embed_views(a, b)
         # the loss in float32 also under bf16-mixed: bf16's 8-bit mantissa would blur logits s / T (T = 0.05)
         with torch.autocast(device_type=za.device.type, enabled=False):
-            loss = self._loss(za.float(), zb.float(), a.shape[0])
+            loss = self._loss(za.float(), zb.float(), a.shape[0], ids)
         if torch.isfinite(loss):
             return loss
         self.nonfinite_steps += 1
@@ -98,13 +100,14 @@ class ContrastiveModule(L.LightningModule):
                              f"32-true, else lower train.optim.lr")
         return None
 
-    def _loss(self, za: torch.Tensor, zb: torch.Tensor, n: int) -> torch.Tensor:
+    def _loss(self, za: torch.Tensor, zb: torch.Tensor, n: int, ids: torch.Tensor | None = None) -> torch.Tensor:
         z = torch.cat([za, zb])
         if self.params.loss == "nt_xent":
-            loss = nt_xent_with_queue(za, zb, self.queue, self.params.temperature) if self.queue is not None \
+            queue = self.queue if self.queue is not None and self.global_step >= self.params.queue_start else None
+            loss = nt_xent_with_queue(za, zb, queue, self.params.temperature, ids) if queue is not None \
                 else self.loss_fn(za, zb)
-            if self.queue is not None and bool(torch.isfinite(za).all()):  # clean anchors: what a query meets
-                self.queue.enqueue(za.detach())
+            if queue is not None and bool(torch.isfinite(za).all()):  # clean anchors: what a query meets
+                queue.enqueue(za.detach(), ids)
         else:
             labels = torch.arange(n, device=z.device).repeat(2)
             loss = self.loss_fn(z, labels)
@@ -162,7 +165,12 @@ class PairDataModule(L.LightningDataModule):
         window = round(params.window_s * banks.sr)
         self.params = params
         source = SegmentSource(train_tracks, params.data, sim, banks, window)
-        self.dataset = PairStream(source, params.batch_size, params.steps_per_epoch, params.seed)
+        features = None
+        if params.data.loader_features:  # the log-mel on the loader's core (the frontend has no weights)
+            from resonance.model.builders import build_frontend
+
+            features = build_frontend(params.frontend)
+        self.dataset = PairStream(source, params.batch_size, params.steps_per_epoch, params.seed, features)
         self.valset = valset
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
