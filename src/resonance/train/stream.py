@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 
 from resonance.train.data import SegmentSource, render_block
