@@ -5,7 +5,7 @@ Run: .venv/bin/python benchmarks/ablation.py [--only NAME ...] [--out benchmarks
 Each variant is `resonance train` (the default profile, the same step count and seed) with a few params
 overridden, into data/ablation/<name>/ (skipped when its model is already there); then the whole catalog is
 indexed with it and the val clips are embedded once (benchmarks/tune_decision.py), and the default decision
-(sequence search, background cohort, margin score) gives top-1 per length, at 0 dB with reverb, and accepted and
+(sequence search proposed by the deployed index type, background cohort, the default score) gives top-1 per length, at 0 dB with reverb, and accepted and
 right at 1% false accepts (threshold per length chosen on these same val queries). Hours of CPU: run it on an
 otherwise idle machine. Writes a markdown table (also printed).
 """
@@ -81,10 +81,10 @@ def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir
     method = EmbeddingMethod(embedder, base)
     cache.mkdir(parents=True, exist_ok=True)
     full, usable = build_unmasked(method, catalog, cache)
-    index = masked_copy(full, usable)
+    index = masked_copy(full, usable, base.ann_spec())  # the deployed index type proposes the candidates
     queries = load_queries(queries_dir)
     clips = embed_clips(method, queries, queries_dir, cache)
-    return evaluate_variant(embedder, base, index, clips, search_clips(index, clips, "masked", cache), queries,
+    return evaluate_variant(embedder, base, index, clips, search_clips(index, clips, base.index_type, cache), queries,
                             model_cohort(method, catalog), base.cohort_top, ev.target_far, base.background)
 
 

@@ -180,7 +180,7 @@ def test_segments_are_consecutive_windows_of_one_stretch(built: dict) -> None:
     from dataclasses import replace
 
     params = load_train(built["params"], "fast")
-    data = replace(params.data, clean_anchor_prob=1.0, offset_jitter_s=0.0, windows_per_segment=2)
+    data = replace(params.data, clean_anchor_prob=1.0, offset_jitter_s=0.0, windows_per_segment=2, segment_hop_s=1.0)
     sim = load_section(built["params"], "simulate", SimulateParams)
     banks = load_banks(built["root"] / "banks")
     tracks = catalog_tracks(built["root"] / "catalog", "train")
