@@ -26,18 +26,24 @@ ROOT = Path(__file__).resolve().parents[1]
 # name -> (what the row takes back, overrides of the `train` section)
 VARIANTS: dict[str, tuple[str, dict | str]] = {
     "default": ("nothing: every change below in", {}),
+    "narrow_frontend": ("the fine front end (back to 64 mel bands of 60-8000 Hz, 64 ms frames every 16 ms)",
+                        {"frontend": {"n_fft": 1024, "hop": 256, "n_mels": 64, "fmin_hz": 60.0, "fmax_hz": 8000.0},
+                         "augment": {"freq_width": 8, "time_width": 8}}),
     "presets": ("independent conditions (views from the 5 presets, each tying a room to an SNR range)",
                 {"data": {"views": "presets"}}),
     "mixed_anchors": ("clean anchors (the anchor is a second concert view 30% of the time)",
                       {"data": {"clean_anchor_prob": 0.7}}),
     "no_specaugment": ("spectrogram masking", {"augment": {"freq_masks": 0, "time_masks": 0}}),
+    "absolute_floor": ("the log floor relative to the window's peak (an absolute -100 dB floor instead)",
+                       {"frontend": {"floor_db": None, "log_eps": 1.0e-10}}),
     "short_preroll": ("the queries' 2 s preroll and 0.25 s jitter (0.25 s preroll, 0.2 s jitter)",
                       {"data": {"preroll_s": 0.25, "offset_jitter_s": 0.2}}),
-    "wide_frontend": ("(an addition, not a take-back) 128 mel bands over 150-6000 Hz",
-                      {"frontend": {"n_mels": 128, "fmin_hz": 150.0, "fmax_hz": 6000.0}}),
     "long": ("(more compute, not a take-back) the `long` profile: 4x the steps", "profile:long"),
-    "before": ("all of them: the previous default (presets, 70% clean anchors, no masking, 0.25 s preroll)",
-               {"data": {"views": "presets", "clean_anchor_prob": 0.7, "preroll_s": 0.25, "offset_jitter_s": 0.2},
+    "before": ("all of them: the previous default (narrow front end, absolute floor, presets, 70% clean anchors, "
+               "no masking, 0.25 s preroll)",
+               {"frontend": {"n_fft": 1024, "hop": 256, "n_mels": 64, "fmin_hz": 60.0, "fmax_hz": 8000.0,
+                             "floor_db": None, "log_eps": 1.0e-10},
+                "data": {"views": "presets", "clean_anchor_prob": 0.7, "preroll_s": 0.25, "offset_jitter_s": 0.2},
                 "augment": {"freq_masks": 0, "time_masks": 0}}),
 }
 
