@@ -1,13 +1,22 @@
-"""What bought what: retrain the default model with one training change taken back at a time, and score every
-variant on the val queries (never the test set) with the default decision.
+"""What bought what: one row per change, each taken back at a time, scored on the val queries (never the test set).
 
-Run: .venv/bin/python benchmarks/ablation.py [--only NAME ...] [--out benchmarks/ablation.md]
-Each variant is `resonance train` (the default profile, the same step count and seed) with a few params
-overridden, into data/ablation/<name>/ (skipped when its model is already there); then the whole catalog is
-indexed with it and the val clips are embedded once (benchmarks/tune_decision.py), and the default decision
-(sequence search proposed by the deployed index type, background cohort, the default score) gives top-1 per length, at 0 dB with reverb, and accepted and
-right at 1% false accepts (threshold per length chosen on these same val queries). Hours of CPU: run it on an
-otherwise idle machine. Writes a markdown table (also printed).
+Run: .venv/bin/python benchmarks/ablation.py [--epochs N] [--train-only] [--only NAME ...] [--decisions]
+     [--out benchmarks/ablation.md]
+
+Training changes: each variant is `resonance train` (the default profile, the same seed) with a few params
+overridden, into data/ablation/<name>/ (data/ablation/e<N>/<name>/ with --epochs N: every row, the default too,
+trained for N epochs of the same steps per epoch, a cosine schedule over that shorter span); skipped when its model
+is already there. Without --train-only the whole catalog is indexed with it and the val clips are embedded once
+(benchmarks/tune_decision.py), and the default decision gives top-1 per length, at 0 dB with reverb, and accepted
+and right at 1% false accepts (threshold per length chosen on these same val queries). With --train-only a row
+shows the training's own validation (val songs among 50k distractor windows): window recall@10, top-1 of 3 s
+queries, and the gap between the true window's similarity and the 10th impostor's.
+
+Decision changes (--decisions): the default model's val clips and neighbours from benchmarks/tune_decision.py's
+cache (data/tune/<model>), the shipped decision with one part taken back at a time.
+
+Rows are kept as JSON beside each model (scores.json) and in data/ablation/decisions.json; the markdown is
+rebuilt from every row on record each run. Hours of CPU: run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -55,20 +64,38 @@ def merge(base: dict, over: dict) -> dict:
     return out
 
 
-def train_variant(name: str, over: dict | str, params_file: Path, folder: Path) -> dict:
-    """`resonance train` with the overrides (its own MLflow experiment and registered name); returns train.json."""
+def train_variant(name: str, over: dict | str, params_file: Path, folder: Path, epochs: int | None = None) -> dict:
+    """`resonance train` with the overrides (its own MLflow experiment and registered name), for `epochs` epochs
+    when given; returns train.json."""
     if (folder / "model" / "train.json").is_file():
         return json.loads((folder / "model" / "train.json").read_text())
     params = yaml.safe_load(params_file.read_text())
     if isinstance(over, str):  # "profile:NAME": that profile's overrides
         over = params["train"]["profiles"][over.split(":", 1)[1]]
     params["train"] = merge(params["train"], over)
+    if epochs is not None:
+        params["train"]["max_epochs"] = epochs
     params["train"].update(mlflow_experiment="ablation", registered_model="resonance-ablation")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     subprocess.run([sys.executable, "-m", "resonance", "-q", "--params", str(folder / "params.yaml"), "train",
                     "--out", str(folder / "model")], check=True, cwd=ROOT, env=os.environ)
     return json.loads((folder / "model" / "train.json").read_text())
+
+
+# label -> (what it takes back, EmbeddingParams overrides, index: masked | unmasked, background cohort?); candidates
+# proposed by an exact scan (HNSW proposals change top-1 by 0.1 point or less: benchmarks/decision_tuning.md)
+DECISIONS: dict[str, tuple[str, dict, str, bool]] = {
+    "shipped": ("nothing: sequence search, cohort background, the `embedding.score` open-set score, silence masked",
+                {}, "masked", True),
+    "vote": ("sequence search (top-k votes decide instead)", {"decision": "vote"}, "masked", True),
+    "score": ("the blended open-set score (the best candidate's score alone)", {"score": "score"}, "masked", True),
+    "margin": ("the blended open-set score (the margin to the best other track alone)", {"score": "margin"},
+               "masked", True),
+    "raw_cosine": ("the background cohort (raw cosine similarities)", {}, "masked", False),
+    "unmasked": ("silence masking in the index (silent reference windows indexed; a query's silent windows stay out)",
+                 {}, "unmasked", True),
+}
 
 
 def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir: Path, cache: Path) -> dict:
@@ -94,42 +121,134 @@ def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir
                             model_cohort(method, catalog), base.cohort_top, ev.target_far, base.background)
 
 
+def decision_rows(params_file: Path, catalog: Path, queries_dir: Path) -> dict[str, dict]:
+    """Val figures of the shipped decision and of each DECISIONS take-back, for the default model (its embeddings
+    and neighbours from tune_decision's cache: run benchmarks/tune_decision.py first, or they are computed here)."""
+    import dataclasses
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tune_decision import build_unmasked, embed_clips, evaluate_variant, masked_copy, model_cohort, search_clips
+
+    from resonance.config import EmbeddingParams, EvaluateParams, load_section
+    from resonance.evaluate.queries import load_queries
+    from resonance.index.method import EmbeddingMethod
+    from resonance.model.embedder import Embedder, load_model
+
+    base = load_section(params_file, "embedding", EmbeddingParams)
+    ev = load_section(params_file, "evaluate", EvaluateParams)
+    embedder = Embedder(load_model(base.model), batch=base.batch)
+    method = EmbeddingMethod(embedder, base)
+    cache = Path(f"data/tune/{method.model_sha256[:12]}")
+    cache.mkdir(parents=True, exist_ok=True)
+    full, usable = build_unmasked(method, catalog, cache)
+    indexes = {"unmasked": full, "masked": masked_copy(full, usable)}
+    queries = load_queries(queries_dir)
+    clips = embed_clips(method, queries, queries_dir, cache)
+    neighbours = {name: search_clips(index, clips, name, cache) for name, index in indexes.items()}
+    cohort = model_cohort(method, catalog)
+    rows = {}
+    for name, (what, over, index_name, background) in DECISIONS.items():
+        config = dataclasses.replace(base, **over)
+        rows[name] = evaluate_variant(embedder, config, indexes[index_name], clips, neighbours[index_name], queries,
+                                      cohort, base.cohort_top if background else None, ev.target_far,
+                                      base.background)
+        print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
+    return {"model_sha256": method.model_sha256, "score": base.score, "rows": rows}
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def train_table(work: Path, title: str) -> list[str]:
+    """Markdown rows of every trained variant on record under `work`."""
+    lines = []
+    for name, (what, _) in VARIANTS.items():
+        folder = work / name
+        if not (folder / "model" / "train.json").is_file():
+            continue
+        s = json.loads((folder / "model" / "train.json").read_text())
+        r = json.loads((folder / "scores.json").read_text()) if (folder / "scores.json").is_file() else {}
+        lines.append(f"| {name} | {what} | {s['steps']} | {s['fit_s'] / 60:.1f} | "
+                     f"{pct(s.get('best_val_window_recall'))} | {pct(s.get('best_val_top1'))} | "
+                     f"{s.get('best_val_gap', float('nan')):+.3f} | {pct(r.get('top1_3'))} / {pct(r.get('top1_5'))} / "
+                     f"{pct(r.get('top1_10'))} | {pct(r.get('far1_3'))} / {pct(r.get('far1_5'))} |")
+    if not lines:
+        return []
+    return [f"## {title}", "",
+            "| variant | takes back | steps | training min | window recall@10 | top-1 3 s (training val) | gap | "
+            "val top-1 3 / 5 / 10 s | at 1% FA 3 / 5 s |", "|---|---|---|---|---|---|---|---|---|", *lines, ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--only", nargs="*", default=None, help=f"variants to run (default: all: {list(VARIANTS)})")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help=f"variants to train (default: all of {list(VARIANTS)}; none with --decisions)")
+    parser.add_argument("--epochs", type=int, default=None, help="train every row this many epochs (shorter runs)")
+    parser.add_argument("--train-only", action="store_true", help="rows from the training's own validation only")
+    parser.add_argument("--decisions", action="store_true", help="score the decision take-backs (default model)")
     parser.add_argument("--catalog", default="data/catalog")
     parser.add_argument("--queries", default="data/queries/val")
     parser.add_argument("--work", default="data/ablation")
     parser.add_argument("--out", default="benchmarks/ablation.md")
     args = parser.parse_args()
-    rows = []
+    work = Path(args.work)
+    run_dir = work if args.epochs is None else work / f"e{args.epochs}"
+    wanted = args.only if args.only is not None else ([] if args.decisions else list(VARIANTS))
     for name, (what, over) in VARIANTS.items():
-        folder = Path(args.work) / name
-        if args.only is not None and name not in args.only and not (folder / "scores.json").is_file():
+        if name not in wanted or (args.epochs is not None and isinstance(over, str)):
             continue
-        summary = train_variant(name, over, Path(args.params), folder)
-        if (folder / "scores.json").is_file():
-            scores = json.loads((folder / "scores.json").read_text())
-        else:
+        folder = run_dir / name
+        summary = train_variant(name, over, Path(args.params), folder, args.epochs)
+        print(name, {k: summary.get(k) for k in ("steps", "fit_s", "best_val_window_recall", "best_val_top1")},
+              flush=True)
+        if not args.train_only and not (folder / "scores.json").is_file():
             scores = score_variant(folder / "model", Path(args.params), Path(args.catalog), Path(args.queries),
                                    folder / "cache")
             (folder / "scores.json").write_text(json.dumps(scores, indent=2))
-        rows.append((name, what, summary, scores))
-        print(name, scores, flush=True)
-    lines = ["# Ablation: what each training change bought (val queries, whole catalog indexed)", "",
-             "Generated by `.venv/bin/python benchmarks/ablation.py`; do not edit by hand. Each row retrains the "
-             "default profile (same seed, same step count) with one change taken back, then scores the val "
-             "queries with the default decision. Window recall@10: the training's own validation (val songs "
-             "among 50k distractor windows).", "",
-             "| variant | takes back | steps | training min | window recall@10 | top-1 3 s | top-1 5 s | top-1 10 s | "
-             "0 dB + reverb 3 s / 5 s | at 1% FA 3 s / 5 s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, what, s, r in rows:
-        recall = s.get("best_val_window_recall")
-        lines.append(f"| {name} | {what} | {s['steps']} | {s['fit_s'] / 60:.1f} | "
-                     f"{'-' if recall is None else f'{recall:.1%}'} | {r['top1_3']:.1%} | {r['top1_5']:.1%} | "
-                     f"{r['top1_10']:.1%} | {r['r0_3']:.1%} / {r['r0_5']:.1%} | {r['far1_3']:.1%} / {r['far1_5']:.1%} |")
-    text = "\n".join(lines) + "\n"
+    decisions_file = work / "decisions.json"
+    if args.decisions:
+        work.mkdir(parents=True, exist_ok=True)
+        decisions = decision_rows(Path(args.params), Path(args.catalog), Path(args.queries))
+        decisions_file.write_text(json.dumps(decisions, indent=2))
+        # the full-length default row is the deployed model itself, scored with the shipped decision
+        model_dir = Path(yaml.safe_load(Path(args.params).read_text())["embedding"]["model"])
+        (work / "default" / "model").mkdir(parents=True, exist_ok=True)
+        (work / "default" / "model" / "train.json").write_text((model_dir / "train.json").read_text())
+        (work / "default" / "scores.json").write_text(json.dumps(decisions["rows"]["shipped"], indent=2))
+    lines = ["# Ablation: what each change bought (val queries; never the test set)", "",
+             "Generated by `.venv/bin/python benchmarks/ablation.py`; do not edit by hand. Each training row retrains "
+             "the default profile (same seed, same steps per epoch) with one change taken back. Window recall@10, "
+             "top-1 of 3 s queries and the gap (true window's similarity minus the 10th impostor's): the "
+             "training's own validation, val songs among 50k distractor windows. Val top-1 and at 1% FA (accepted "
+             "and right at a threshold per length at 1% false accepts of out-of-catalog val queries): the whole "
+             "catalog indexed with that model and the val query set scored with the default decision "
+             "(`-`: not run, --train-only).", ""]
+    full_rows = train_table(work, "Training changes: the default length")
+    lines += full_rows
+    for sub in sorted(work.glob("e*")):
+        short = train_table(sub, f"Training changes: {sub.name[1:]} epoch(s) each (a shorter budget, a cosine "
+                                 f"schedule over that span)")
+        if short:
+            lines += short + ["Read these rows as what a change does to early learning, not what it buys at full "
+                              "length: changes that make the views harder (independent conditions down to -12 dB, "
+                              "spectrogram masking) can slow the first epoch and pay later. The "
+                              "training validation renders its val songs with the `train.val.presets` rooms only, "
+                              "so it is closer to the preset draw than to the test grid.", ""]
+    if decisions_file.is_file():
+        d = json.loads(decisions_file.read_text())
+        lines += ["## Decision changes (the default model, model sha256 " + d["model_sha256"][:12] + ")", "",
+                  "Each row is the shipped decision with one part taken back, on the same val queries (paired).", "",
+                  "| variant | takes back | top-1 3 s | top-1 5 s | top-1 10 s | 0 dB + reverb 3 s / 5 s | "
+                  "at 1% FA 3 s | at 1% FA 5 s | at 1% FA 10 s |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, r in d["rows"].items():
+            what = DECISIONS[name][0].replace("`embedding.score`", f"`{d['score']}`") if name in DECISIONS else name
+            lines.append(f"| {name} | {what} | {pct(r.get('top1_3'))} | {pct(r.get('top1_5'))} | "
+                         f"{pct(r.get('top1_10'))} | {pct(r.get('r0_3'))} / {pct(r.get('r0_5'))} | "
+                         f"{pct(r.get('far1_3'))} | {pct(r.get('far1_5'))} | {pct(r.get('far1_10'))} |")
+        lines.append("")
+    text = "\n".join(lines)
     from resonance.io import atomic_open
 
     with atomic_open(Path(args.out)) as fh:
