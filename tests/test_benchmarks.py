@@ -3,9 +3,10 @@
 table they promise. Nothing here times anything: the tables' numbers are not checked, their presence is.
 
 Not run in a tiny mode: serve_load.py (needs a deployed model, index and calibration; the service itself is
-tested in test_serve.py), tune_decision.py, open_set_audit.py, ablation.py, setlist.py, faiss_scale.py, index_types.py, hybrid.py and reference_hop.py (need a trained
-model, its index and the query sets; their parts are tested in test_stream.py and test_index.py),
-results_report.py (run on a fixture evaluation in test_banks_queries.py).
+tested in test_serve.py), tune_decision.py, open_set_audit.py, setlist.py, faiss_scale.py, index_types.py,
+hybrid.py and reference_hop.py (need a trained model, its index and the query sets; their parts are tested in
+test_stream.py and test_index.py), results_report.py (run on a fixture evaluation in test_banks_queries.py).
+ablation.py trains for hours; here it only rebuilds its table from rows on record.
 """
 
 from __future__ import annotations
@@ -73,11 +74,37 @@ def test_catalog_report_on_the_fixture_catalog(built: dict, tmp_path: Path) -> N
     assert "do not edit by hand" in (tmp_path / "catalog.md").read_text()
 
 
-def test_device_embed_on_an_untrained_fast_model() -> None:
-    out = _run(str(ROOT / "benchmarks" / "device_embed.py"), "--untrained", "fast", "--repeats", "2")
+def test_ablation_rebuilds_its_table_from_the_rows_on_record(tmp_path: Path) -> None:
+    """No training here: rows recorded by earlier runs (train.json, scores.json, decisions.json) become the table."""
+    import json
+
+    summary = {"steps": 504, "fit_s": 540.0, "best_val_window_recall": 0.498, "best_val_top1": 0.41,
+               "best_val_gap": -0.02}
+    for name in ("default", "narrow_frontend"):
+        (tmp_path / "e1" / name / "model").mkdir(parents=True)
+        (tmp_path / "e1" / name / "model" / "train.json").write_text(json.dumps(summary))
+    row = {f"{k}_{L}": 0.5 for k in ("top1", "r0", "far1") for L in (3, 5, 10)}
+    (tmp_path / "decisions.json").write_text(json.dumps({"model_sha256": "ab" * 32, "score": "blend",
+                                                         "rows": {"shipped": row, "vote": row}}))
+    out = tmp_path / "ablation.md"
+    _run(str(ROOT / "benchmarks" / "ablation.py"), "--only", "--work", str(tmp_path), "--out", str(out))
+    text = out.read_text()
+    assert "## Training changes: 1 epoch(s) each" in text and "## Decision changes" in text
+    assert "Training changes: the default length" not in text  # no full-length row on record
+    rows = {r[0]: r for r in _table_rows(text)}
+    assert set(rows) == {"default", "narrow_frontend", "shipped", "vote"}
+    assert rows["default"][2:5] == ["504", "9.0", "49.8%"] and rows["shipped"][2] == "50.0%"
+    assert "the `blend` open-set score" in rows["shipped"][1]
+
+
+def test_device_embed_on_an_untrained_fast_model(tmp_path: Path) -> None:
+    out = _run(str(ROOT / "benchmarks" / "device_embed.py"), "--untrained", "fast", "--repeats", "2", "--out",
+               str(tmp_path / "device.md"))
     rows = dict(r[:2] for r in _table_rows(out))
     dim = load_train(ROOT / "params.yaml", "fast").encoders["nafp"]["dim"]
     assert rows["embedding dim"] == str(dim) and "device_embed:" in out.splitlines()[-1]
+    written = dict(r[:2] for r in _table_rows((tmp_path / "device.md").read_text()))
+    assert written == rows  # the file holds the table that was printed
 
 
 def test_train_step_speed_on_the_fast_profile(built: dict) -> None:
