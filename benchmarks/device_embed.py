@@ -6,7 +6,7 @@ Prints a table: model bytes, parameters, ms per window for a single window (batc
 The numbers come from onnxruntime on the CPU it runs on (the header line names its cores and load); a phone's CPU
 or Neural Engine differs, the shape of the cost (per window, linear in windows) does not.
 
-    .venv/bin/python benchmarks/device_embed.py                          # data/model/model.onnx
+    .venv/bin/python benchmarks/device_embed.py --out benchmarks/device_embed.md   # data/model/model.onnx
     .venv/bin/python benchmarks/device_embed.py --model path/model.onnx
     .venv/bin/python benchmarks/device_embed.py --untrained default      # the params' architecture, untrained
                                                                          # (same size and compute as trained)
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--hop-s", type=float, default=None, help="query hop (default: embedding.query_hop_s)")
     parser.add_argument("--query-s", type=float, default=5.0, help="query length timed whole (default 5 s)")
+    parser.add_argument("--out", default=None, help="also write the table here (e.g. benchmarks/device_embed.md)")
     args = parser.parse_args(argv)
     dc = _client()
     tmp = tempfile.TemporaryDirectory()
@@ -114,11 +115,17 @@ def main(argv: list[str] | None = None) -> int:
             (f"{q} embeddings, ms p50 / p95", f"{batch[0]:.1f} / {batch[1]:.1f}"),
             (f"{q} usable flags, ms p50", f"{flags[0]:.2f}"),
             (f"POST /identify/embeddings body of a {q}", f"{len(body) / 1000:.1f} kB")]
-    print(f"onnxruntime, 1 thread, {path}{' (untrained ' + args.untrained + ')' if args.untrained else ''}; "
-          f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f}")
-    print("| measure | value |\n|---|---:|")
-    for k, v in rows:
-        print(f"| {k} | {v} |")
+    lines = ["# On-device embedding cost (`python benchmarks/device_embed.py`)", "",
+             f"onnxruntime, 1 thread, `{path.name}`{' (untrained ' + args.untrained + ')' if args.untrained else ''}; "
+             f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.2f} when measured.", "",
+             "| measure | value |", "|---|---:|", *(f"| {k} | {v} |" for k, v in rows)]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        from resonance.io import atomic_open
+
+        with atomic_open(Path(args.out)) as fh:
+            fh.write(text)
     print(f"device_embed: {m} windows in {batch[0]:.1f} ms on one thread ({batch[0] / m:.2f} ms per window)")
     tmp.cleanup()
     return 0
