@@ -122,8 +122,15 @@ def test_exact_excerpt_is_identified_and_wrong_rate_refused(model_dir: Path, son
     method = _method(model_dir)
     method.build(songs.items(), SR)
     assert method.index.n_windows == 3 * 23  # 12 s of 1 s windows every 0.5 s
-    found = method.identify(songs["song_b"][int(4.5 * SR): int(8.5 * SR)], SR)
-    assert found.track_id == "song_b" and abs(found.offset_s - 4.5) <= 0.5 and 0 < found.score <= 1
+    clip = songs["song_b"][int(4.5 * SR): int(8.5 * SR)]
+    found = method.identify(clip, SR)
+    assert found.track_id == "song_b" and abs(found.offset_s - 4.5) <= 0.5
+    plain = _method(model_dir, score="score")  # uncalibrated `score`: the mean cosine of the aligned windows
+    plain.build(songs.items(), SR)
+    cosine = plain.identify(clip, SR)
+    assert cosine.track_id == "song_b" and 0 < cosine.score <= 1
+    if method.config.score == "blend":  # the shipped score adds the margin over the best other song (>= 0)
+        assert found.score >= cosine.score
     assert method.index_bytes() >= method.index.n_windows * method.embedder.dim * 4
     with pytest.raises(ValueError, match="44100 Hz"):
         method.identify(songs["song_b"], 44100)
