@@ -98,10 +98,12 @@ DECISIONS: dict[str, tuple[str, dict, str, bool]] = {
 }
 
 
-def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir: Path, cache: Path) -> dict:
-    """Val figures of a model with the default decision (see tune_decision.evaluate_variant)."""
+def _val_setup(model_dir: Path | None, params_file: Path, catalog: Path, queries_dir: Path, cache: Path | None):
+    """What every val scoring needs, once: (embedder, embedding params, target FA, the model's unmasked catalog index
+    and usable flags, val queries, their clips' embeddings, the background cohort, the cache folder used: `cache`,
+    or data/tune/<model> as benchmarks/tune_decision.py keeps it)."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from tune_decision import build_unmasked, embed_clips, evaluate_variant, masked_copy, model_cohort, search_clips
+    from tune_decision import build_unmasked, embed_clips, model_cohort
 
     from resonance.config import EmbeddingParams, EvaluateParams, load_section
     from resonance.evaluate.queries import load_queries
@@ -110,15 +112,26 @@ def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir
 
     base = load_section(params_file, "embedding", EmbeddingParams)
     ev = load_section(params_file, "evaluate", EvaluateParams)
-    embedder = Embedder(load_model(model_dir), batch=base.batch)
+    embedder = Embedder(load_model(model_dir or base.model), batch=base.batch)  # None: embedding.model
     method = EmbeddingMethod(embedder, base)
+    cache = cache or Path(f"data/tune/{method.model_sha256[:12]}")
     cache.mkdir(parents=True, exist_ok=True)
     full, usable = build_unmasked(method, catalog, cache)
-    index = masked_copy(full, usable, base.ann_spec())  # the deployed index type proposes the candidates
     queries = load_queries(queries_dir)
     clips = embed_clips(method, queries, queries_dir, cache)
+    return (embedder, base, ev.target_far, full, usable, queries, clips, model_cohort(method, catalog), cache,
+            method.model_sha256)
+
+
+def score_variant(model_dir: Path, params_file: Path, catalog: Path, queries_dir: Path, cache: Path) -> dict:
+    """Val figures of a model with the default decision (see tune_decision.evaluate_variant)."""
+    embedder, base, far, full, usable, queries, clips, cohort, cache, _ = _val_setup(model_dir, params_file, catalog,
+                                                                                     queries_dir, cache)
+    from tune_decision import evaluate_variant, masked_copy, search_clips  # on sys.path after _val_setup
+
+    index = masked_copy(full, usable, base.ann_spec())  # the deployed index type proposes the candidates
     return evaluate_variant(embedder, base, index, clips, search_clips(index, clips, base.index_type, cache), queries,
-                            model_cohort(method, catalog), base.cohort_top, ev.target_far, base.background)
+                            cohort, base.cohort_top, far, base.background)
 
 
 def decision_rows(params_file: Path, catalog: Path, queries_dir: Path) -> dict[str, dict]:
@@ -126,34 +139,19 @@ def decision_rows(params_file: Path, catalog: Path, queries_dir: Path) -> dict[s
     and neighbours from tune_decision's cache: run benchmarks/tune_decision.py first, or they are computed here)."""
     import dataclasses
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from tune_decision import build_unmasked, embed_clips, evaluate_variant, masked_copy, model_cohort, search_clips
+    embedder, base, far, full, usable, queries, clips, cohort, cache, sha = _val_setup(None, params_file, catalog,
+                                                                                       queries_dir, None)
+    from tune_decision import evaluate_variant, masked_copy, search_clips  # on sys.path after _val_setup
 
-    from resonance.config import EmbeddingParams, EvaluateParams, load_section
-    from resonance.evaluate.queries import load_queries
-    from resonance.index.method import EmbeddingMethod
-    from resonance.model.embedder import Embedder, load_model
-
-    base = load_section(params_file, "embedding", EmbeddingParams)
-    ev = load_section(params_file, "evaluate", EvaluateParams)
-    embedder = Embedder(load_model(base.model), batch=base.batch)
-    method = EmbeddingMethod(embedder, base)
-    cache = Path(f"data/tune/{method.model_sha256[:12]}")
-    cache.mkdir(parents=True, exist_ok=True)
-    full, usable = build_unmasked(method, catalog, cache)
     indexes = {"unmasked": full, "masked": masked_copy(full, usable)}
-    queries = load_queries(queries_dir)
-    clips = embed_clips(method, queries, queries_dir, cache)
     neighbours = {name: search_clips(index, clips, name, cache) for name, index in indexes.items()}
-    cohort = model_cohort(method, catalog)
     rows = {}
     for name, (what, over, index_name, background) in DECISIONS.items():
         config = dataclasses.replace(base, **over)
         rows[name] = evaluate_variant(embedder, config, indexes[index_name], clips, neighbours[index_name], queries,
-                                      cohort, base.cohort_top if background else None, ev.target_far,
-                                      base.background)
+                                      cohort, base.cohort_top if background else None, far, base.background)
         print(name, {k: round(v, 3) for k, v in rows[name].items()}, flush=True)
-    return {"model_sha256": method.model_sha256, "score": base.score, "rows": rows}
+    return {"model_sha256": sha, "score": base.score, "rows": rows}
 
 
 def pct(value: float | None) -> str:
