@@ -225,6 +225,15 @@ def main() -> None:
              "(`-`: not run, --train-only).", ""]
     full_rows = train_table(work, "Training changes: the default length")
     lines += full_rows
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ablation_plot import curves, plot_curves
+
+    png = plot_curves(curves(work, list(VARIANTS)), Path(args.out).with_name("ablation_curves.png"))
+    if png:
+        lines += [f"![learning curves]({png})", "",
+                  "The full-length runs' own validation against training minutes (each point: its step x the run's "
+                  "mean minutes per step). The dashed line is the default profile's 30-minute budget; the `long` "
+                  "row is the same model and data with 4x the steps.", ""]
     for sub in sorted(work.glob("e*")):
         short = train_table(sub, f"Training changes: {sub.name[1:]} epoch(s) each (a shorter budget, a cosine "
                                  f"schedule over that span)")
