@@ -56,3 +56,23 @@ def plot_curves(data: dict[str, dict], path: Path, budget_min: float = 30.0) -> 
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path.name
+
+
+def main() -> None:
+    """Draw the plot alone from the rows on record (benchmarks/ablation.py draws it with every table)."""
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ablation import VARIANTS
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--work", default="data/ablation", help="the ablation rows' folder")
+    parser.add_argument("--out", default="benchmarks/ablation_curves.png")
+    args = parser.parse_args()
+    name = plot_curves(curves(Path(args.work), list(VARIANTS)), Path(args.out))
+    print(f"wrote {args.out}" if name else f"fewer than two full-length rows with a history under {args.work}")
+
+
+if __name__ == "__main__":
+    main()

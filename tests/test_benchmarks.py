@@ -91,10 +91,25 @@ def test_ablation_rebuilds_its_table_from_the_rows_on_record(tmp_path: Path) -> 
     text = out.read_text()
     assert "## Training changes: 1 epoch(s) each" in text and "## Decision changes" in text
     assert "Training changes: the default length" not in text  # no full-length row on record
+    assert "ablation_curves.png" not in text and not (tmp_path / "ablation_curves.png").exists()
     rows = {r[0]: r for r in _table_rows(text)}
     assert set(rows) == {"default", "narrow_frontend", "shipped", "vote"}
     assert rows["default"][2:5] == ["504", "9.0", "49.8%"] and rows["shipped"][2] == "50.0%"
     assert "the `blend` open-set score" in rows["shipped"][1]
+
+    # two full-length rows with their learning histories: a row each, and their curves on one plot
+    for name, steps in (("default", 2016), ("long", 8064)):
+        history = [{"step": s, "top1": 0.1 * i, "window_recall": 0.1 * i + 0.05} for i, s in
+                   enumerate(range(steps // 4, steps + 1, steps // 4), start=1)]
+        (tmp_path / name / "model").mkdir(parents=True)
+        (tmp_path / name / "model" / "train.json").write_text(json.dumps(
+            {**summary, "steps": steps, "fit_s": steps * 0.8, "history": history}))
+    _run(str(ROOT / "benchmarks" / "ablation.py"), "--only", "--work", str(tmp_path), "--out", str(out))
+    text = out.read_text()
+    assert "## Training changes: the default length" in text and "![learning curves](ablation_curves.png)" in text
+    assert (tmp_path / "ablation_curves.png").read_bytes()[:4] == b"\x89PNG"
+    rows = {r[0]: r for r in _table_rows(text.split("## Training changes: 1 epoch")[0])}
+    assert rows["long"][2:4] == ["8064", "107.5"] and rows["default"][2] == "2016"
 
 
 def test_device_embed_on_an_untrained_fast_model(tmp_path: Path) -> None:
