@@ -207,7 +207,10 @@ def cost_table(runs: Runs) -> list[str]:
         speed = f"{idx['build_x_realtime']:,.0f}x real time" if idx.get("build_x_realtime") else "(`index` stage)"
         lines.append(f"| {name} | {l5.get('p50', float('nan')):.1f} ms | {l5.get('p95', float('nan')):.1f} ms "
                      f"(n={l5.get('n', 0)}) | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
-    return lines
+    return lines + ["", "Query times here are `identify` calls timed one at a time in the middle of the evaluation "
+                    "with torch at the process default (a thread per core), which on 2 cores is slower for one short "
+                    "query than the single thread per request the service uses. The service's end-to-end figures (decode + embed + search + decision, one torch thread per request, "
+                    "under 1, 8 and 32 clients) are in [serve_load.md](serve_load.md)."]
 
 
 def _cores(summary: dict[str, Any]) -> str:
@@ -267,7 +270,9 @@ def generated(path: Path) -> list[str]:
         return []
     text = path.read_text()
     title = text.lstrip("# ").split("\n", 1)[0]
-    return [f"### {title}", "", text.split("do not edit by hand.", 1)[-1].strip(), ""]
+    body = text.split("do not edit by hand.", 1)[-1].strip()
+    body = "\n".join("#" * 2 + line if line.startswith("## ") else line for line in body.splitlines())
+    return [f"### {title}", "", body, ""]  # its sections one level below its title
 
 
 def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path) -> str:
