@@ -22,10 +22,9 @@ def curves(work: Path, names: list[str]) -> dict[str, dict]:
         if not history or not s.get("steps"):
             continue
         per_step_min = s["fit_s"] / 60.0 / s["steps"]
-        out[name] = {"minutes": [0.0] + [h["step"] * per_step_min for h in history],
-                     "window_recall": [s.get("val_window_recall_untrained", 0.0)] + [h["window_recall"] for h in history],
-                     "top1": [s.get("val_top1_untrained", 0.0)] + [h["top1"] for h in history],
-                     "steps": s["steps"]}
+        out[name] = {"minutes": [0.0] + [h["step"] * per_step_min for h in history], "steps": s["steps"]}
+        for key in ("window_recall", "top1"):  # the untrained model's figure at minute 0
+            out[name][key] = [s.get(f"val_{key}_untrained", 0.0)] + [h[key] for h in history]
     return out
 
 

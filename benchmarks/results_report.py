@@ -209,8 +209,9 @@ def cost_table(runs: Runs) -> list[str]:
                      f"(n={l5.get('n', 0)}) | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
     return lines + ["", "Query times here are `identify` calls timed one at a time in the middle of the evaluation "
                     "with torch at the process default (a thread per core), which on 2 cores is slower for one short "
-                    "query than the single thread per request the service uses. The service's end-to-end figures (decode + embed + search + decision, one torch thread per request, "
-                    "under 1, 8 and 32 clients) are in [serve_load.md](serve_load.md)."]
+                    "query than the single thread per request the service uses. The service's end-to-end figures "
+                    "(decode + embed + search + decision, one torch thread per request, under 1, 8 and 32 clients) "
+                    "are in [serve_load.md](serve_load.md)."]
 
 
 def _cores(summary: dict[str, Any]) -> str:
