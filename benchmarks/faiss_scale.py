@@ -1,9 +1,11 @@
 """FAISS at catalog scale: exact, HNSW and IVF-PQ search at 1 M and 10 M vectors, and 100 k songs projected.
 Prints markdown tables and writes them to --out.
 
-Run: .venv/bin/python benchmarks/faiss_scale.py [--sizes 1000000 10000000] [--excerpts 100] [--out FILE]
+Run: .venv/bin/python benchmarks/faiss_scale.py [--sizes 1000000 10000000] [--types hnsw ...] [--out FILE]
 
-The table file is rewritten after every row (a stopped run keeps what it measured). The index types on real
+The table file is rewritten after every row (a stopped run keeps what it measured). With --types only the index
+types whose names contain one of those words are built; the rows of the other types already in --out are kept
+(e.g. `--sizes 10000000 --types hnsw --hnsw-max 10000000` adds the 10 M HNSW row: 30-60 min, about 14 GB). The index types on real
 test queries (top-1 and bytes on disk): benchmarks/index_types.py.
 
 1. Synthetic catalogs shaped like ours: the real index's window vectors (data/index), each copy turned by its
@@ -139,6 +141,32 @@ def read_table(path: Path) -> list[dict]:
     return out
 
 
+def kept_rows(path: Path, types: list[str] | None, sizes: list[int]) -> list[tuple[int, str]]:
+    """The measured rows of --out that a --types run keeps: (n, markdown line) of the other index types, and of
+    these types at other sizes."""
+    if not types or not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].replace(",", "").isdigit() and cells[3]:
+            n = int(cells[0].replace(",", ""))
+            if n not in sizes or not any(w.lower() in cells[1].lower() for w in types):
+                out.append((n, line))
+    return out
+
+
+def type_rank(name: str) -> int:
+    """flat, HNSW, IVF-PQ32, IVF-PQ64: the order of the tables."""
+    return next((i for i, w in enumerate(("flat", "HNSW", "PQ32", "PQ64")) if w in name), 9)
+
+
+def row_order(line: str) -> tuple[int, int]:
+    """Table rows by size, then type."""
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return int(cells[0].replace(",", "")), type_rank(cells[1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -148,6 +176,9 @@ def main() -> None:
     ap.add_argument("--flat-batches", type=int, default=20, help="queries timed on an exact scan over --hnsw-max")
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--out", default="benchmarks/faiss_scale.md")
+    ap.add_argument("--types", nargs="+", default=None,
+                    help="build only the index types whose names contain one of these (case-insensitive); "
+                         "keep the other rows already in --out")
     ap.add_argument("--project-only", action="store_true",
                     help="measure nothing: add the 100 k-song projection to the table already in --out")
     args = ap.parse_args()
@@ -172,8 +203,10 @@ def main() -> None:
         with atomic_open(Path(args.out), "w") as fh:
             fh.write("\n".join(head + ["## Synthetic catalogs", ""] + lines + extra) + "\n")
 
+    kept = kept_rows(Path(args.out), args.types, args.sizes)
+    lines += [row for _, row in kept]
     write([])
-    results = []
+    results = read_table(Path(args.out)) if kept else []
     rng = np.random.default_rng(args.seed)
     for n in args.sizes:
         xb = synthetic(base, n, args.seed)
@@ -186,23 +219,27 @@ def main() -> None:
         _, truth = exact.search(q, K)
         del exact
         for name, make in make_types(xb.shape[1], n, args.hnsw_max).items():
+            if args.types and not any(w.lower() in name.lower() for w in args.types):
+                continue
             few = name.startswith("flat") and n > args.hnsw_max  # an exact scan of 10 M: a few batches suffice
             use = batches[: args.flat_batches] if few else batches
             r = measure(xb, use, truth[: use.shape[0] * BATCH], make, name, args.seed)
             r.pop("index")
-            results.append(r)
+            results = [x for x in results if (x["n"], family(x["name"])) != (n, family(name))] + [r]
             label = f"{name}, {use.shape[0]} queries timed" if few else name
+            lines = [x for x in lines if not x.startswith(f"| {n:,} | {name}")]
             lines.append(f"| {n:,} | {label} | {r['build_s']:.0f} s | {r['bytes']:.0f} | "
                          f"{r['bytes'] * 7200 / 1e6:.2f} | {r['p50']:.1f} ms | {r['p95']:.1f} ms | {r['recall']:.3f} | "
                          f"{r['cos']:.3f} |")
             print(lines[-1], flush=True)
             write([])
-        if n > args.hnsw_max:
+        if n > args.hnsw_max and not any(x.startswith(f"| {n:,} | HNSW32") for x in lines):
             lines.append(f"| {n:,} | HNSW32 | not built (over --hnsw-max: hours on 2 cores) | | | | | | |")
         del xb
+    lines = lines[:2] + sorted(lines[2:], key=row_order)
     lines += ["", "Search: one thread, one 5 s query = 17 windows, top-10 each, 200 queries (fewer where noted). MB "
               "per hour: 7,200 windows per hour of reference audio (0.5 s hop).", ""]
-    lines += projection(results)
+    lines += projection(sorted(results, key=lambda r: (type_rank(r["name"]), r["n"])))
     write([])
     print("\n".join(head + lines))
 

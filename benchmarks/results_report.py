@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 import yaml
+from report_parts import generated, learning_curve, training_lines
 
 from resonance.evaluate.report import compare_plot
 from resonance.evaluate.stats import ClusterBootstrap
-from resonance.io import atomic_open, atomic_path
+from resonance.io import atomic_open
 
 REVERB0 = ("0 dB crowd with hall or arena reverb", lambda r: r["snr_db"] == 0 and r["reverb"] != "dry")
 
@@ -214,77 +215,21 @@ def cost_table(runs: Runs) -> list[str]:
                     "are in [serve_load.md](serve_load.md)."]
 
 
-def _cores(summary: dict[str, Any]) -> str:
-    """' on N CPU cores' from the training summary, else the cores of the machine making this report."""
-    import os
-
-    cores = summary.get("cpus")
-    return f" on {cores} CPU cores" if cores else f" (this report's machine: {os.cpu_count()} CPU cores)"
-
-
-def training_lines(summary: dict[str, Any] | None, curve: str | None) -> list[str]:
-    if not summary:
-        return []
-    best = lambda k: "-" if summary.get(k) is None else f"{summary[k]:.1%}"  # noqa: E731
-    lines = [f"`{summary['encoder']}` encoder, {summary['parameters'] / 1e6:.2f} M parameters, `{summary['loss']}` loss, "
-             f"profile `{summary['profile']}`: {summary['steps']} steps ({summary['epochs']} epochs, stopped by "
-             f"{summary.get('stopped_by', '?')}) on {summary['train_tracks']} `train` tracks: **training "
-             f"{summary['fit_s'] / 60:.1f} min**, the whole stage (validation set, export, MLflow) "
-             f"{summary['wall_s'] / 60:.1f} min{_cores(summary)}. Validation ({summary['val_queries']} concert "
-             f"queries of val songs among {summary.get('val_reference_windows', 0):,} reference windows; checkpoint "
-             f"chosen by `{summary.get('monitor', 'top1')}`): top-1 {best('best_val_top1')} (untrained "
-             f"{best('val_top1_untrained')}), window recall@10 {best('best_val_window_recall')} (untrained "
-             f"{best('val_window_recall_untrained')}). ONNX matches torch within {summary['onnx_max_abs_diff']:.1e}.", ""]
-    if curve:
-        lines += [f"![learning curve]({curve})", ""]
-    return lines
-
-
-def learning_curve(summary: dict[str, Any] | None, path: Path) -> str | None:
-    """Validation scores against training steps (from train.json's history) as a PNG; its file name."""
-    history = (summary or {}).get("history") or []
-    if not history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    steps = [h["step"] for h in history]
-    for key, label in (("top1", "query top-1"), ("window_recall", "window recall@10"), ("window_top1", "window top-1")):
-        ax.plot(steps, [h[key] for h in history], marker="o", label=label)
-    ax.set(xlabel=f"training step (all {summary['steps']} in {summary['fit_s'] / 60:.0f} min)", ylabel="validation",
-           ylim=(0, 1), title="learning curve (val songs among distractors)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path.name
-
-
 def budget_note(runs: Runs, here: Path) -> list[str]:
-    """A pointer from unmet targets to what more training compute gives (the ablation's `long` row), when both."""
+    """A pointer from unmet targets to what more training compute gives (the `long` profile on these test
+    queries, and its ablation row on val), when those reports exist."""
     if not any("**not met**" in line for line in targets_table(runs)):
         return []
     ablation = here / "ablation.md"
-    if not ablation.is_file() or "| long |" not in ablation.read_text():
+    on_test, on_val = (here / "long_on_test.md").is_file(), ablation.is_file() and "| long |" in ablation.read_text()
+    if not (on_test or on_val):
         return []
+    where = " and ".join(s for s, ok in (("on these test queries: the section *The `long` profile on the test "
+                                          "targets* below", on_test),
+                                         ("on val, with the learning curves of both runs: the `long` row of the "
+                                          "ablation", on_val)) if ok)
     return ["Targets not met are measured with the default profile (its 30-minute training budget). What 4x the "
-            "steps gives, on val, with the learning curves of both runs: the `long` row of the ablation below.", ""]
-
-
-def generated(path: Path) -> list[str]:
-    """The body of another generated markdown file (after its 'do not edit by hand' line), if it exists."""
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    title = text.lstrip("# ").split("\n", 1)[0]
-    body = text.split("do not edit by hand.", 1)[-1].strip()
-    body = "\n".join("#" * 2 + line if line.startswith("## ") else line for line in body.splitlines())
-    return [f"### {title}", "", body, ""]  # its sections one level below its title
+            f"steps gives, {where}.", ""]
 
 
 def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path) -> str:
@@ -307,7 +252,7 @@ def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | No
            "## Open set (false accepts of never-indexed songs)", "", *open_set_table(runs), "",
            "## Catalog size", "", *scaling_table(runs.metrics.get("embedding", {})), "",
            "## Cost", "", *cost_table(runs), ""]
-    for name in ("ablation.md", "decision_tuning.md", "landmark_tuning.md"):
+    for name in ("long_on_test.md", "ablation.md", "decision_tuning.md", "landmark_tuning.md"):
         out += generated(here / name)
     return "\n".join(out)
 

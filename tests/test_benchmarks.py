@@ -4,8 +4,9 @@ table they promise. Nothing here times anything: the tables' numbers are not che
 
 Not run in a tiny mode: serve_load.py (needs a deployed model, index and calibration; the service itself is
 tested in test_serve.py), tune_decision.py, open_set_audit.py, setlist.py, faiss_scale.py, index_types.py,
-hybrid.py and reference_hop.py (need a trained model, its index and the query sets; their parts are tested in
-test_stream.py and test_index.py), results_report.py (run on a fixture evaluation in test_banks_queries.py).
+hybrid.py, reference_hop.py and profile_on_test.py (need a trained model, its index and the query sets; their
+parts are tested in test_stream.py and test_index.py; profile_on_test.py's paired table here, on recorded results),
+results_report.py (run on a fixture evaluation in test_banks_queries.py).
 ablation.py trains for hours; here it only rebuilds its table from rows on record.
 """
 
@@ -110,6 +111,45 @@ def test_ablation_rebuilds_its_table_from_the_rows_on_record(tmp_path: Path) -> 
     assert (tmp_path / "ablation_curves.png").read_bytes()[:4] == b"\x89PNG"
     rows = {r[0]: r for r in _table_rows(text.split("## Training changes: 1 epoch")[0])}
     assert rows["long"][2:4] == ["8064", "107.5"] and rows["default"][2] == "2016"
+
+
+def test_profile_on_test_pairs_the_same_queries_of_two_models() -> None:
+    """Two evaluations of the same queries: the table holds each model's figure and their paired difference."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import profile_on_test as pot
+
+    from resonance.evaluate.stats import ClusterBootstrap
+
+    def results(right_5s: int, accept_out: int) -> list[dict]:
+        rows = []
+        for e in range(20):
+            for length in (3, 5, 10):
+                right = length != 5 or e < right_5s
+                rows.append({"query_id": f"t-{e:03d}-snr+0_hall_clipFalse-len{length}", "excerpt": f"t-{e:03d}",
+                             "track_id": f"s{e}", "predicted_track_id": f"s{e}" if right else "other",
+                             "length_s": float(length), "snr_db": 0.0, "reverb": "hall", "in_catalog": True,
+                             "accepted": right})
+                rows.append({"query_id": f"o-{e:03d}-len{length}", "excerpt": f"o-{e:03d}", "track_id": None,
+                             "predicted_track_id": "x", "length_s": float(length), "snr_db": 0.0, "reverb": "hall",
+                             "in_catalog": False, "accepted": e < accept_out})
+        return rows
+
+    def metrics(right_5s: int, accept_out: int, gap: float) -> dict:
+        return {"results": results(right_5s, accept_out), "catalog_scaling": {"sizes": [
+            {"tracks": 50, "hit_rate": 0.9}, {"tracks": 200, "hit_rate": 0.85}, {"tracks": 652, "hit_rate": 0.9 - gap}]}}
+
+    base, other = metrics(10, 1, 0.2), metrics(16, 0, 0.05)
+    boot = ClusterBootstrap([r["excerpt"] for r in base["results"]], 200, 7)
+    rows = {r[0]: r for r in _table_rows("\n".join(pot.table("long", base, other, ROOT / "missing",
+                                                               ROOT / "missing", boot, 0.95)))}
+    assert rows["top-1 5 s, 0 dB + reverb"][2:4] == ["50.0% (not met)", "80.0% (met)"]
+    assert rows["top-1 5 s, 0 dB + reverb"][4].startswith("+30.0 [+")  # every excerpt moved one way: CI above 0
+    assert rows["top-1 5 s, -5 dB"][2] == "no such queries"
+    assert rows["top-1 5 s minus 3 s (paired excerpts)"][2:4] == ["-50.0 (not met)", "-20.0 (not met)"]
+    assert rows["accepted and right, 5 s (val thresholds)"][2] == "50.0% at 5.0% FA (not met)"
+    assert rows["accepted and right, 5 s (val thresholds)"][3] == "80.0% at 0.0% FA (met)"
+    assert rows["5 s, 0 dB + reverb: 652 tracks vs 50"][2:4] == ["70.0% vs 90.0%: 20.0 points (not met)",
+                                                                "85.0% vs 90.0%: 5.0 points (met)"]
 
 
 def test_device_embed_on_an_untrained_fast_model(tmp_path: Path) -> None:
