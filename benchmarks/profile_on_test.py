@@ -149,6 +149,18 @@ def table(name: str, base: dict, other: dict, base_model: Path, other_model: Pat
     return lines
 
 
+def verdicts(name: str, rows: list[str]) -> list[str]:
+    """A sentence from the table: which targets each model meets, and what the profile adds or still misses."""
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows[2:]]
+    judged = [c for c in cells if len(c) == 5 and "met)" in c[2]]
+    base = {c[0] for c in judged if "(met)" in c[2]}
+    other = {c[0] for c in judged if "(met)" in c[3]}
+    gained, missed = [c[0] for c in judged if c[0] in other - base], [c[0] for c in judged if c[0] not in other]
+    return [f"The deployed model meets {len(base)} of these {len(judged)} targets, `{name}` meets {len(other)}"
+            + (f"; it adds: {'; '.join(gained)}" if gained else "")
+            + (f". Still short with `{name}`: {'; '.join(missed)}." if missed else ". It meets every one."), ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="long", help="the ablation row whose model is scored (default: long)")
@@ -179,6 +191,7 @@ def main() -> None:
              f"hand. Both models: the whole catalog indexed, thresholds per query length fitted on the val queries, "
              f"the same {len(base['results'])} test queries ({base['n_excerpts']} excerpts). Intervals: "
              f"{ev.confidence:.0%}, an excerpt-level bootstrap of the paired differences.", "", *rows, ""]
+    lines += verdicts(args.name, rows)
     out = Path(args.out or f"benchmarks/{args.name}_on_test.md")
     with atomic_open(out) as fh:
         fh.write("\n".join(lines))

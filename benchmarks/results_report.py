@@ -224,12 +224,12 @@ def budget_note(runs: Runs, here: Path) -> list[str]:
     on_test, on_val = (here / "long_on_test.md").is_file(), ablation.is_file() and "| long |" in ablation.read_text()
     if not (on_test or on_val):
         return []
-    where = " and ".join(s for s, ok in (("on these test queries: the section *The `long` profile on the test "
-                                          "targets* below", on_test),
-                                         ("on val, with the learning curves of both runs: the `long` row of the "
-                                          "ablation", on_val)) if ok)
+    where = "; ".join(s for s, ok in (("on these test queries, the section *The `long` profile on the test "
+                                        "targets* below", on_test),
+                                       ("on val, with the learning curves of both runs, the `long` row of the "
+                                        "ablation", on_val)) if ok)
     return ["Targets not met are measured with the default profile (its 30-minute training budget). What 4x the "
-            f"steps gives, {where}.", ""]
+            f"steps gives: {where}.", ""]
 
 
 def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path) -> str:

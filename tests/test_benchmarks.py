@@ -140,8 +140,12 @@ def test_profile_on_test_pairs_the_same_queries_of_two_models() -> None:
 
     base, other = metrics(10, 1, 0.2), metrics(16, 0, 0.05)
     boot = ClusterBootstrap([r["excerpt"] for r in base["results"]], 200, 7)
-    rows = {r[0]: r for r in _table_rows("\n".join(pot.table("long", base, other, ROOT / "missing",
-                                                               ROOT / "missing", boot, 0.95)))}
+    lines = pot.table("long", base, other, ROOT / "missing", ROOT / "missing", boot, 0.95)
+    rows = {r[0]: r for r in _table_rows("\n".join(lines))}
+    assert pot.verdicts("long", lines)[0] == (
+        "The deployed model meets 2 of these 8 targets, `long` meets 7; it adds: top-1 5 s, 0 dB + reverb; top-1 5 s, "
+        "all cells; accepted and right, 5 s (val thresholds); accepted and right, 3 s (val thresholds); 5 s, 0 dB + "
+        "reverb: 652 tracks vs 50. Still short with `long`: top-1 5 s minus 3 s (paired excerpts).")
     assert rows["top-1 5 s, 0 dB + reverb"][2:4] == ["50.0% (not met)", "80.0% (met)"]
     assert rows["top-1 5 s, 0 dB + reverb"][4].startswith("+30.0 [+")  # every excerpt moved one way: CI above 0
     assert rows["top-1 5 s, -5 dB"][2] == "no such queries"
