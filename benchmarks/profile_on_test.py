@@ -6,7 +6,8 @@ The model of an ablation row (data/ablation/<name>/model, made by `benchmarks/ab
 `long` profile is the one this is for) goes the deployed model's way, through the CLI with a params file that
 points `embedding.model/index/calibration` into data/ablation/<name>/test/: `resonance index build` (the whole
 catalog), `resonance calibrate` (thresholds per query length fitted on the val queries, never the test set) and
-`resonance evaluate --method embedding` (the test queries, logged to the MLflow experiment `profile-on-test`, not
+`resonance evaluate --method embedding` (the test queries, torch at `serve.torch_threads` like the
+`evaluate_embedding` stage, logged to the MLflow experiment `profile-on-test`, not
 `evaluate`). Each step is skipped when its output is already there (--fresh redoes them). About 55 min of CPU.
 
 The table holds each issue target with the deployed model's figure (data/evaluate/embedding/metrics.json, the
@@ -66,7 +67,7 @@ def run_profile(name: str, params_file: Path, work: Path, catalog: Path, val: Pa
             "--queries", str(val), "--out", str(out / "calibration"))
     if fresh or not (out / "evaluate" / "metrics.json").is_file():
         cli(p, "evaluate", "--method", "embedding", "--catalog", str(catalog), "--queries", str(test),
-            "--out", str(out / "evaluate"))
+            "--out", str(out / "evaluate"), "--torch-threads", str(params["serve"]["torch_threads"]))
     return out / "evaluate" / "metrics.json"
 
 

@@ -199,7 +199,7 @@ def scaling_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def cost_table(runs: Runs) -> list[str]:
+def cost_table(runs: Runs, torch_threads: int | None = None) -> list[str]:
     lines = ["| method | 5 s query p50 | 5 s query p95 | index size per hour of audio | indexing speed |",
              "|---|---|---|---|---|"]
     for name, m in runs.metrics.items():
@@ -208,11 +208,10 @@ def cost_table(runs: Runs) -> list[str]:
         speed = f"{idx['build_x_realtime']:,.0f}x real time" if idx.get("build_x_realtime") else "(`index` stage)"
         lines.append(f"| {name} | {l5.get('p50', float('nan')):.1f} ms | {l5.get('p95', float('nan')):.1f} ms "
                      f"(n={l5.get('n', 0)}) | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
-    return lines + ["", "Query times here are `identify` calls timed one at a time in the middle of the evaluation "
-                    "with torch at the process default (a thread per core), which on 2 cores is slower for one short "
-                    "query than the single thread per request the service uses. The service's end-to-end figures "
-                    "(decode + embed + search + decision, one torch thread per request, under 1, 8 and 32 clients) "
-                    "are in [serve_load.md](serve_load.md)."]
+    return lines + ["", "Query times here are `identify` calls timed one at a time in the middle of the evaluation; "
+                    f"the embedding's with torch at {torch_threads or 'the default'} thread(s) (`serve.torch_threads`, "
+                    "as the service runs each request). The service's end-to-end figures (decode + embed + search + decision, under 1, 8 and "
+                    "32 clients) are in [serve_load.md](serve_load.md)."]
 
 
 def budget_note(runs: Runs, here: Path) -> list[str]:
@@ -232,7 +231,8 @@ def budget_note(runs: Runs, here: Path) -> list[str]:
             f"steps gives: {where}.", ""]
 
 
-def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path) -> str:
+def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path,
+           torch_threads: int | None = None) -> str:
     m = next(iter(runs.metrics.values()))
     qs_path = Path(m["query_set"]) / "queries.json"
     qs = json.loads(qs_path.read_text()) if qs_path.is_file() else {}
@@ -251,7 +251,7 @@ def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | No
            "## 5 s queries per SNR and reverb: embedding vs landmark", "", *cell_table(runs), "",
            "## Open set (false accepts of never-indexed songs)", "", *open_set_table(runs), "",
            "## Catalog size", "", *scaling_table(runs.metrics.get("embedding", {})), "",
-           "## Cost", "", *cost_table(runs), ""]
+           "## Cost", "", *cost_table(runs, torch_threads), ""]
     for name in ("long_on_test.md", "ablation.md", "decision_tuning.md", "landmark_tuning.md"):
         out += generated(here / name)
     return "\n".join(out)
@@ -275,7 +275,8 @@ def main() -> None:
     summary_path = Path(args.model) / "train.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     curve = learning_curve(summary, out.with_name("learning_curve.png"))
-    text = render(runs, png.name, summary, curve, out.parent)
+    serve = yaml.safe_load(Path(args.params).read_text()).get("serve") or {}
+    text = render(runs, png.name, summary, curve, out.parent, serve.get("torch_threads"))
     with atomic_open(out) as fh:
         fh.write(text)
     print(text)

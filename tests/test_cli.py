@@ -39,3 +39,11 @@ def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "resonance", "--params", str(root / "params.yaml"), "validate",
                            "--catalog", str(tmp_path / "nothing")], capture_output=True, text=True)
     assert proc.returncode == 2 and "run `resonance catalog`" in proc.stderr
+
+
+def test_evaluate_torch_threads_must_be_a_positive_whole_number() -> None:
+    for bad in ("0", "two"):
+        proc = subprocess.run([sys.executable, "-m", "resonance", "evaluate", "--method", "embedding",
+                               "--torch-threads", bad], capture_output=True, text=True)
+        assert proc.returncode == 2
+        assert "argument --torch-threads: expected a whole number >= 1" in proc.stderr

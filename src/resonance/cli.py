@@ -161,6 +161,17 @@ def _load_clip(track: str, catalog_dir: Path, sr: int, offset_s: float, seconds:
     return clip, Path(track).stem if path.name == Path(track).name else track
 
 
+def _at_least_one(value: str) -> int:
+    """An argparse type: a whole number >= 1 (else a usage error naming the value)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {n}")
+    return n
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from resonance.config import EvaluateParams, load_section
     from resonance.evaluate.stage import describe, run
@@ -168,6 +179,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     params = load_section(args.params, "evaluate", EvaluateParams)
     queries = Path(args.queries or f"data/queries/{params.query_set}")
     out = Path(args.out or f"data/evaluate/{args.method}")
+    if args.torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     metrics = run(args.method, Path(args.params), Path(args.catalog), queries, out,
                   Path(args.metrics) if args.metrics else None, progress=not args.quiet)
     print(describe(metrics, out))
@@ -227,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", default=None, help="query set folder (default: data/queries/<evaluate.query_set>)")
     p.add_argument("--out", default=None, help="report folder (default: data/evaluate/<method>)")
     p.add_argument("--metrics", default=None, help="also write the headline metrics JSON here (for DVC)")
+    p.add_argument("--torch-threads", type=_at_least_one, default=None,
+                   help="torch intra-op threads for every identify call, the timed ones too (default: one per core; "
+                        "the evaluate_embedding stage passes serve.torch_threads, as the service runs a request)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("train", help="train the contrastive embedding model (Lightning; logged to MLflow)")
