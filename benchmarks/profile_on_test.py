@@ -8,7 +8,7 @@ points `embedding.model/index/calibration` into data/ablation/<name>/test/: `res
 catalog), `resonance calibrate` (thresholds per query length fitted on the val queries, never the test set) and
 `resonance evaluate --method embedding` (the test queries, torch at `serve.torch_threads` like the
 `evaluate_embedding` stage, logged to the MLflow experiment `profile-on-test`, not
-`evaluate`). Each step is skipped when its output is already there (--fresh redoes them). About 55 min of CPU.
+`evaluate`). Each step is skipped when its output is already there (--fresh redoes them). About 30 min of CPU.
 
 The table holds each issue target with the deployed model's figure (data/evaluate/embedding/metrics.json, the
 `evaluate_embedding` stage) and this profile's, and the difference with a 95% interval from an excerpt-level
