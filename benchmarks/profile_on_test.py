@@ -25,21 +25,21 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-Row = dict  # one query's result in metrics.json["results"]
-# (label, target text, target value or None, which queries, what counts) for top-1 targets
-TOP1: list[tuple[str, str, float, Callable[[Row], bool]]] = [
-    ("5 s, 0 dB + reverb", ">= 75%", 0.75, lambda r: r["length_s"] == 5 and r["snr_db"] == 0 and r["reverb"] != "dry"),
-    ("3 s, 0 dB + reverb", ">= 65%", 0.65, lambda r: r["length_s"] == 3 and r["snr_db"] == 0 and r["reverb"] != "dry"),
+REVERB0 = lambda r: r["snr_db"] == 0 and r["reverb"] != "dry"  # noqa: E731
+# (label, target text, target value, which in-catalog queries) for the top-1 targets
+TOP1: list[tuple[str, str, float, Callable[[dict], bool]]] = [
+    ("5 s, 0 dB + reverb", ">= 75%", 0.75, lambda r: r["length_s"] == 5 and REVERB0(r)),
+    ("3 s, 0 dB + reverb", ">= 65%", 0.65, lambda r: r["length_s"] == 3 and REVERB0(r)),
     ("5 s, all cells", ">= 65%", 0.65, lambda r: r["length_s"] == 5),
     ("5 s, -5 dB", ">= 50%", 0.50, lambda r: r["length_s"] == 5 and r["snr_db"] == -5),
     ("10 s, all cells", ">= 85%", 0.85, lambda r: r["length_s"] == 10),
 ]
-OPEN: list[tuple[str, str, float, float]] = [("5 s", ">= 60%", 0.60, 5.0), ("3 s", ">= 45%", 0.45, 3.0),
-                                             ("10 s", "-", 0.0, 10.0)]
+# (label, target text, target value or None, query length) for accepted and right at the val thresholds
+OPEN: list[tuple[str, str, float | None, float]] = [("5 s", ">= 60%", 0.60, 5.0), ("3 s", ">= 45%", 0.45, 3.0),
+                                                    ("10 s", "-", None, 10.0)]
 
 
 def cli(params: Path, *args: str) -> None:
@@ -71,32 +71,13 @@ def run_profile(name: str, params_file: Path, work: Path, catalog: Path, val: Pa
     return out / "evaluate" / "metrics.json"
 
 
-def paired(a: list[Row], b: list[Row], keep: Callable[[Row], bool], value: Callable[[Row], float],
-           boot, confidence: float) -> tuple[float, float, tuple[float, float]] | None:
-    """(mean a, mean b, interval of b - a) over the queries `keep` selects, matched by query id; None if none."""
-    bq = {r["query_id"]: r for r in b}
-    sel = [r for r in a if keep(r)]
-    if not sel:
-        return None
-    va = np.array([value(r) for r in sel], dtype=float)
-    vb = np.array([value(bq[r["query_id"]]) for r in sel], dtype=float)
-    return float(va.mean()), float(vb.mean()), boot.difference([r["excerpt"] for r in sel], vb, va, confidence)
-
-
-def hit(r: Row) -> float:
-    return float(r["predicted_track_id"] == r["track_id"])
-
-
-def right_accepted(r: Row) -> float:
-    return float(bool(r["accepted"]) and r["predicted_track_id"] == r["track_id"])
-
-
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def ci(lo_hi: tuple[float, float]) -> str:
-    return f"[{100 * lo_hi[0]:+.1f}, {100 * lo_hi[1]:+.1f}]"
+def diff(d: tuple[float, tuple[float, float]]) -> str:
+    """'+7.4 [+5.8, +9.2]': a paired difference and its interval, in points."""
+    return f"{100 * d[0]:+.1f} [{100 * d[1][0]:+.1f}, {100 * d[1][1]:+.1f}]"
 
 
 def minutes(model_dir: Path) -> str:
@@ -106,45 +87,38 @@ def minutes(model_dir: Path) -> str:
     return f"{t.get('steps', '?')} steps, {t['fit_s'] / 60:.1f} min" if t.get("fit_s") else "?"
 
 
-def table(name: str, base: dict, other: dict, base_model: Path, other_model: Path, boot, conf: float) -> list[str]:
-    """The markdown rows: every target, the deployed model, this profile, and the paired difference."""
-    a, b = base["results"], other["results"]
-    met = lambda x, t: "met" if x >= t else "not met"  # noqa: E731
+def table(name: str, runs, base_model: Path, other_model: Path) -> list[str]:
+    """The markdown rows: every target, the deployed model ("deployed" in `runs`), this profile (`name`), and the
+    paired difference. runs: results_report.Runs over both evaluations."""
+    a, b = "deployed", name
+    met = lambda x, ok: "met" if ok else "not met"  # noqa: E731
     lines = [f"| target | | deployed (default profile: {minutes(base_model)}) | `{name}` ({minutes(other_model)}) "
              f"| {name} - deployed [95% CI] |", "|---|---|---|---|---|"]
     for label, text, goal, keep in TOP1:
-        got = paired(a, b, lambda r, k=keep: r["in_catalog"] and k(r), hit, boot, conf)
-        if got is None:
+        x, y = runs.rate(a, keep)[0], runs.rate(b, keep)[0]
+        if x is None:
             lines.append(f"| top-1 {label} | {text} | no such queries | | |")
             continue
-        x, y, d = got
-        lines.append(f"| top-1 {label} | {text} | {pct(x)} ({met(x, goal)}) | {pct(y)} ({met(y, goal)}) | "
-                     f"{100 * (y - x):+.1f} {ci(d)} |")
-
-    def gap(rows: list[Row]) -> float:
-        h = {r["query_id"]: hit(r) for r in rows if r["in_catalog"]}
-        five = [q for q in h if q.endswith("-len5")]
-        return float(np.mean([h[q] - h[q[:-1] + "3"] for q in five]))
-
-    g0, g1 = gap(a), gap(b)
-    lines.append(f"| top-1 5 s minus 3 s (paired excerpts) | >= +5 | {100 * g0:+.1f} ({met(g0, 0.05)}) | "
-                 f"{100 * g1:+.1f} ({met(g1, 0.05)}) | {100 * (g1 - g0):+.1f} |")
+        lines.append(f"| top-1 {label} | {text} | {pct(x)} ({met(x, x >= goal)}) | {pct(y)} ({met(y, y >= goal)}) | "
+                     f"{diff(runs.paired(b, a, keep))} |")
+    g0, g1 = (runs.prefix_gain(m, 5.0, 3.0)[0] for m in (a, b))
+    lines.append(f"| top-1 5 s minus 3 s (paired excerpts) | >= +5 | {100 * g0:+.1f} ({met(g0, g0 >= 0.05)}) | "
+                 f"{100 * g1:+.1f} ({met(g1, g1 >= 0.05)}) | {100 * (g1 - g0):+.1f} |")
     for label, text, goal, length in OPEN:
-        got = paired(a, b, lambda r, s=length: r["in_catalog"] and r["length_s"] == s, right_accepted, boot, conf)
-        out = paired(a, b, lambda r, s=length: not r["in_catalog"] and r["length_s"] == s,
-                     lambda r: float(bool(r["accepted"])), boot, conf)
-        if got is None or out is None:
+        keep = lambda r, s=length: r["length_s"] == s  # noqa: E731
+        (x, y), (fx, fy) = ((runs.rate(m, keep, accepted=True)[0] for m in (a, b)),
+                            (runs.far(m, length)[0] for m in (a, b)))
+        if x is None or fx is None:
             continue
-        (x, y, d), fa = got, out[:2]
-        verdict = (lambda v, f: f" ({'met' if v >= goal and f <= 0.01 else 'not met'})") if goal else (lambda v, f: "")
-        lines.append(f"| accepted and right, {label} (val thresholds) | {text} at <= 1% FA | {pct(x)} at "
-                     f"{pct(fa[0])} FA{verdict(x, fa[0])} | {pct(y)} at {pct(fa[1])} FA{verdict(y, fa[1])} | "
-                     f"{100 * (y - x):+.1f} {ci(d)} |")
-    sizes = [{r["tracks"]: r for r in m["catalog_scaling"]["sizes"]} for m in (base, other)]
+        judge = (lambda v, f: "") if goal is None else (lambda v, f: f" ({met(v, v >= goal and f <= 0.01)})")
+        lines.append(f"| accepted and right, {label} (val thresholds) | {text} at <= 1% FA | {pct(x)} at {pct(fx)} FA"
+                     f"{judge(x, fx)} | {pct(y)} at {pct(fy)} FA{judge(y, fy)} | "
+                     f"{diff(runs.paired(b, a, keep, accepted=True))} |")
+    sizes = [{r["tracks"]: r for r in runs.metrics[m]["catalog_scaling"]["sizes"]} for m in (a, b)]
     small, full = min(sizes[0]), max(sizes[0])
     gaps = [s[small]["hit_rate"] - s[full]["hit_rate"] for s in sizes]
     cells = [f"{pct(s[full]['hit_rate'])} vs {pct(s[small]['hit_rate'])}: {100 * g:.1f} points "
-             f"({'met' if g <= 0.10 else 'not met'})" for s, g in zip(sizes, gaps)]
+             f"({met(g, g <= 0.10)})" for s, g in zip(sizes, gaps)]
     lines.append(f"| 5 s, 0 dB + reverb: {full} tracks vs {small} | within 10 points | {cells[0]} | {cells[1]} | "
                  f"{100 * (gaps[0] - gaps[1]):+.1f} points narrower |")
     return lines
@@ -176,17 +150,18 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="markdown report (default: benchmarks/<name>_on_test.md)")
     args = parser.parse_args()
     os.chdir(ROOT)
+    from results_report import Runs
+
     from resonance.config import EvaluateParams, load_section
-    from resonance.evaluate.stats import ClusterBootstrap
     from resonance.io import atomic_open
 
     metrics_path = run_profile(args.name, Path(args.params), Path(args.work), Path(args.catalog), Path(args.val),
                                Path(args.test), args.fresh)
     base, other = (json.loads(Path(p).read_text()) for p in (args.deployed, metrics_path))
     ev = load_section(Path(args.params), "evaluate", EvaluateParams)
-    boot = ClusterBootstrap([r["excerpt"] for r in base["results"]], ev.bootstrap_samples, ev.bootstrap_seed)
+    runs = Runs({"deployed": base, args.name: other}, ev.bootstrap_samples, ev.bootstrap_seed, ev.confidence)
     base_model = Path(yaml.safe_load(Path(args.params).read_text())["embedding"]["model"])
-    rows = table(args.name, base, other, base_model, Path(args.work) / args.name / "model", boot, ev.confidence)
+    rows = table(args.name, runs, base_model, Path(args.work) / args.name / "model")
     lines = [f"# The `{args.name}` profile on the test targets, beside the deployed model", "",
              f"Generated by `.venv/bin/python benchmarks/profile_on_test.py --name {args.name}`; do not edit by "
              f"hand. Both models: the whole catalog indexed, thresholds per query length fitted on the val queries, "

@@ -53,15 +53,16 @@ class Runs:
         rows = self._select(method, keep)
         if not rows:
             return None, None, 0
-        hits = np.array([hit(r) and (not accepted or bool(r.get("accepted"))) for r in rows], dtype=float)
+        hits = np.array([right(r, accepted) for r in rows], dtype=float)
         return float(hits.mean()), self.boot.interval([r["excerpt"] for r in rows], hits, self.confidence), len(rows)
 
-    def paired(self, a: str, b: str, keep) -> tuple[float, tuple] | None:
-        """mean(hit_a - hit_b) over the queries both methods answered, with its paired interval."""
+    def paired(self, a: str, b: str, keep, accepted: bool = False) -> tuple[float, tuple] | None:
+        """mean(hit_a - hit_b) (or accepted-and-right) over the queries both methods answered, with its paired
+        interval."""
         rows = [r for r in self._select(a, keep) if r["query_id"] in self.rows[b]]
         if not rows:
             return None
-        d = np.array([hit(r) - hit(self.rows[b][r["query_id"]]) for r in rows], dtype=float)
+        d = np.array([right(r, accepted) - right(self.rows[b][r["query_id"]], accepted) for r in rows], dtype=float)
         return float(d.mean()), self.boot.interval([r["excerpt"] for r in rows], d, self.confidence)
 
     def prefix_gain(self, method: str, long_s: float, short_s: float) -> tuple[float, tuple] | None:
@@ -88,6 +89,11 @@ class Runs:
 
 def hit(r: dict) -> bool:
     return bool(r["in_catalog"] and r["predicted_track_id"] is not None and r["predicted_track_id"] == r["track_id"])
+
+
+def right(r: dict, accepted: bool) -> bool:
+    """A hit, and with `accepted` also accepted by the method's own decision."""
+    return hit(r) and (not accepted or bool(r.get("accepted")))
 
 
 def length_is(s: float):

@@ -117,8 +117,7 @@ def test_profile_on_test_pairs_the_same_queries_of_two_models() -> None:
     """Two evaluations of the same queries: the table holds each model's figure and their paired difference."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import profile_on_test as pot
-
-    from resonance.evaluate.stats import ClusterBootstrap
+    from results_report import Runs
 
     def results(right_5s: int, accept_out: int) -> list[dict]:
         rows = []
@@ -127,11 +126,11 @@ def test_profile_on_test_pairs_the_same_queries_of_two_models() -> None:
                 right = length != 5 or e < right_5s
                 rows.append({"query_id": f"t-{e:03d}-snr+0_hall_clipFalse-len{length}", "excerpt": f"t-{e:03d}",
                              "track_id": f"s{e}", "predicted_track_id": f"s{e}" if right else "other",
-                             "length_s": float(length), "snr_db": 0.0, "reverb": "hall", "in_catalog": True,
-                             "accepted": right})
+                             "length_s": float(length), "snr_db": 0.0, "reverb": "hall", "clipping": False,
+                             "in_catalog": True, "accepted": right})
                 rows.append({"query_id": f"o-{e:03d}-len{length}", "excerpt": f"o-{e:03d}", "track_id": None,
                              "predicted_track_id": "x", "length_s": float(length), "snr_db": 0.0, "reverb": "hall",
-                             "in_catalog": False, "accepted": e < accept_out})
+                             "clipping": False, "in_catalog": False, "accepted": e < accept_out})
         return rows
 
     def metrics(right_5s: int, accept_out: int, gap: float) -> dict:
@@ -139,8 +138,8 @@ def test_profile_on_test_pairs_the_same_queries_of_two_models() -> None:
             {"tracks": 50, "hit_rate": 0.9}, {"tracks": 200, "hit_rate": 0.85}, {"tracks": 652, "hit_rate": 0.9 - gap}]}}
 
     base, other = metrics(10, 1, 0.2), metrics(16, 0, 0.05)
-    boot = ClusterBootstrap([r["excerpt"] for r in base["results"]], 200, 7)
-    lines = pot.table("long", base, other, ROOT / "missing", ROOT / "missing", boot, 0.95)
+    runs = Runs({"deployed": base, "long": other}, 200, 7, 0.95)
+    lines = pot.table("long", runs, ROOT / "missing", ROOT / "missing")
     rows = {r[0]: r for r in _table_rows("\n".join(lines))}
     assert pot.verdicts("long", lines)[0] == (
         "The deployed model meets 2 of these 8 targets, `long` meets 7; it adds: top-1 5 s, 0 dB + reverb; top-1 5 s, "
