@@ -5,8 +5,8 @@ Run: .venv/bin/python benchmarks/faiss_scale.py [--sizes 1000000 10000000] [--ty
 
 The table file is rewritten after every row (a stopped run keeps what it measured). With --types only the index
 types whose names contain one of those words are built; the rows of the other types already in --out are kept
-(e.g. `--sizes 10000000 --types hnsw --hnsw-max 10000000` adds the 10 M HNSW row: 30-60 min, about 14 GB). The index types on real
-test queries (top-1 and bytes on disk): benchmarks/index_types.py.
+(e.g. `--sizes 10000000 --types hnsw --hnsw-max 10000000` adds the 10 M HNSW row: about 25 min, 13 GB of RAM).
+The index types on real test queries (top-1 and bytes on disk): benchmarks/index_types.py.
 
 1. Synthetic catalogs shaped like ours: the real index's window vectors (data/index), each copy turned by its
    own random rotation (a rotation keeps every similarity inside a copy, so each copy is a catalog as clustered
@@ -145,32 +145,36 @@ def projection(results: list[dict]) -> list[str]:
                     "windows (a power law, one thread); RAM is the largest measured size's bytes per vector x 43 M.", ""]
 
 
+def table_rows(path: Path) -> list[tuple[list[str], str]]:
+    """(cells, line) of every measured row of a table this script wrote."""
+    out = []
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 9 and cells[0].replace(",", "").isdigit() and cells[3]:
+            out.append((cells, line))
+    return out
+
+
 def read_table(path: Path) -> list[dict]:
     """The measured rows of a table this script wrote: (n, name, bytes, p50) per index type and size."""
     import re
 
-    out = []
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 9 and cells[0].replace(",", "").isdigit() and cells[3]:
-            out.append({"n": int(cells[0].replace(",", "")), "name": re.sub(r", \d+ queries timed$", "", cells[1]),
-                        "bytes": float(cells[3]), "p50": float(cells[5].removesuffix(" ms"))})
-    return out
+    return [{"n": int(c[0].replace(",", "")), "name": re.sub(r", \d+ queries timed$", "", c[1]),
+             "bytes": float(c[3]), "p50": float(c[5].removesuffix(" ms"))} for c, _ in table_rows(path)]
 
 
-def kept_rows(path: Path, types: list[str] | None, sizes: list[int]) -> list[tuple[int, str]]:
-    """The measured rows of --out that a --types run keeps: (n, markdown line) of the other index types, and of
-    these types at other sizes."""
+def wanted(name: str, types: list[str] | None) -> bool:
+    """Whether --types asks for this index type (every type without --types)."""
+    return not types or any(w.lower() in name.lower() for w in types)
+
+
+def kept_rows(path: Path, types: list[str] | None, sizes: list[int]) -> list[str]:
+    """The measured rows of --out that a --types run keeps: the other index types, and these types at other
+    sizes."""
     if not types or not path.is_file():
         return []
-    out = []
-    for line in path.read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 9 and cells[0].replace(",", "").isdigit() and cells[3]:
-            n = int(cells[0].replace(",", ""))
-            if n not in sizes or not any(w.lower() in cells[1].lower() for w in types):
-                out.append((n, line))
-    return out
+    return [line for c, line in table_rows(path)
+            if int(c[0].replace(",", "")) not in sizes or not wanted(c[1], types)]
 
 
 def type_rank(name: str) -> int:
@@ -221,7 +225,7 @@ def main() -> None:
             fh.write("\n".join(head + ["## Synthetic catalogs", ""] + lines + extra) + "\n")
 
     kept = kept_rows(Path(args.out), args.types, args.sizes)
-    lines += [row for _, row in kept]
+    lines += kept
     write([])
     results = read_table(Path(args.out)) if kept else []
     rng = np.random.default_rng(args.seed)
@@ -236,7 +240,7 @@ def main() -> None:
         _, truth = exact.search(q, K)
         del exact
         for name, make in make_types(xb.shape[1], n, args.hnsw_max).items():
-            if args.types and not any(w.lower() in name.lower() for w in args.types):
+            if not wanted(name, args.types):
                 continue
             few = name.startswith("flat") and n > args.hnsw_max  # an exact scan of 10 M: a few batches suffice
             use = batches[: args.flat_batches] if few else batches
