@@ -215,15 +215,16 @@ def cost_table(runs: Runs, torch_threads: int | None = None) -> list[str]:
         lines.append(f"| {name} | {l5.get('p50', float('nan')):.1f} ms | {l5.get('p95', float('nan')):.1f} ms "
                      f"(n={l5.get('n', 0)}) | {idx['bytes_per_hour'] / 1e6:.2f} MB | {speed} |")
     return lines + ["", "Query times here are `identify` calls timed one at a time in the middle of the evaluation; "
-                    f"the embedding's with torch at {torch_threads or 'the default'} thread(s) (`serve.torch_threads`, "
-                    "as the service runs each request). The service's end-to-end figures (decode + embed + search + decision, under 1, 8 and "
-                    "32 clients) are in [serve_load.md](serve_load.md)."]
+                    f"the embedding's with torch at {torch_threads or 'the default'} thread(s) "
+                    "(`serve.torch_threads`, as the service runs each request). The service's end-to-end figures "
+                    "(decode + embed + search + decision, under 1, 8 and 32 clients) are in "
+                    "[serve_load.md](serve_load.md)."]
 
 
-def budget_note(runs: Runs, here: Path) -> list[str]:
-    """A pointer from unmet targets to what more training compute gives (the `long` profile on these test
-    queries, and its ablation row on val), when those reports exist."""
-    if not any("**not met**" in line for line in targets_table(runs)):
+def budget_note(targets: list[str], here: Path) -> list[str]:
+    """A pointer from unmet targets (the lines of `targets_table`) to what more training compute gives (the
+    `long` profile on these test queries, and its ablation row on val), when those reports exist."""
+    if not any("**not met**" in line for line in targets):
         return []
     ablation = here / "ablation.md"
     on_test, on_val = (here / "long_on_test.md").is_file(), ablation.is_file() and "| long |" in ablation.read_text()
@@ -240,6 +241,7 @@ def budget_note(runs: Runs, here: Path) -> list[str]:
 def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | None, here: Path,
            torch_threads: int | None = None) -> str:
     m = next(iter(runs.metrics.values()))
+    targets = targets_table(runs)
     qs_path = Path(m["query_set"]) / "queries.json"
     qs = json.loads(qs_path.read_text()) if qs_path.is_file() else {}
     out = ["# Results", "",
@@ -251,7 +253,7 @@ def render(runs: Runs, png: str, summary: dict[str, Any] | None, curve: str | No
            f"(SNR x reverb x clipping); the 1, 2, 3 and 5 s queries are the first seconds of each 10 s clip. "
            f"{m['n_queries']:,} queries. Brackets: 95% intervals from a bootstrap over excerpts (queries cut from one "
            f"excerpt are not independent); differences are paired (same queries).", "",
-           "## Targets", "", *targets_table(runs), "", *budget_note(runs, here),
+           "## Targets", "", *targets, "", *budget_note(targets, here),
            "## The model", "", *training_lines(summary, curve),
            "## Top-1 by query length (all cells)", "", *length_table(runs), "", f"![hit rate vs SNR]({png})", "",
            "## 5 s queries per SNR and reverb: embedding vs landmark", "", *cell_table(runs), "",
