@@ -1,7 +1,7 @@
 """The MLflow registry side: the promotion gate's rule (pure), lineage from dvc.lock and git, and on a fixture
 project built once through the real pipeline (real MLflow sqlite store): the registered version's tags,
 description and artifacts, the first model promoted, re-evaluation reproducing a version's figures, the manual
-override through the CLI, and the champion's release swapped in for the service."""
+override through the CLI and the versions listing, and the champion's release swapped in for the service."""
 
 from __future__ import annotations
 
@@ -188,6 +188,18 @@ def test_manual_promotion_is_recorded_and_the_release_follows(project_copy: Path
         assert (project_copy / deploy.dir / "current" / part).is_file()
     assert not list((project_copy / deploy.dir).glob(".staging-*"))
     assert build_release(project_copy, deploy, log=lambda line: None)["swapped"] is False  # nothing changed
+    # the history a reviewer reads: v1 gated in as the first model, v2 promoted by hand and now champion
+    listed = _cli(project_copy, "versions", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["version"]: r for r in json.loads(listed.stdout)["versions"]}
+    assert rows[int(v1)]["decision"] == "promote" and rows[int(v1)]["mode"] == "gate"
+    assert "first model" in rows[int(v1)]["reason"] and rows[int(v1)]["profile"] == "fast"
+    assert rows[int(v2)]["mode"] == "manual" and "champion" in rows[int(v2)]["aliases"]
+    assert rows[int(v2)]["compared_with"] == f"v{v1}" and rows[int(v2)]["steps"] == rows[int(v1)]["steps"] > 0
+    table = _cli(project_copy, "versions", "--out", "docs/versions.md")
+    assert table.returncode == 0 and (project_copy / "docs/versions.md").read_text() == table.stdout
+    assert f"Champion: v{v2}" in table.stdout and f"| v{v2} | champion" in table.stdout
+    assert "promote (manual)" in table.stdout and "field tests at the venue look better" in table.stdout
 
 
 def test_a_profile_copy_reports_the_commit_it_was_made_from(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The MLOps verbs of the `resonance` command line: register, promote, deploy, monitor, field build|evaluate.
+"""The MLOps verbs of the `resonance` command line: register, promote, versions, deploy, monitor, field build|evaluate.
 
 Only the standard library at module level (like resonance.cli); each verb imports what it needs. The project
 folder is the params file's folder (params.yaml at the project root by default).
@@ -45,6 +45,16 @@ def _promote(args: argparse.Namespace) -> int:
     previous = f"v{done['previous']}" if done["previous"] else "no champion"
     print(f"promote: {done['name']} v{done['version']} is the champion (was {previous}); reason recorded: "
           f"{done['reason']}")
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from resonance.config.mlops import PromoteParams
+    from resonance.registry.history import write
+
+    gate = _section(args, "promote", PromoteParams)
+    print(write(_project(args), Path(args.out) if args.out else None, gate.headline, gate.open_set,
+                as_json=args.json), end="")
     return 0
 
 
@@ -111,6 +121,12 @@ def add_verbs(sub: Any) -> None:
     p.add_argument("version", help="the registered model version (e.g. 3 or v3)")
     p.add_argument("--reason", required=True, help="why (recorded as promotion.reason on the version)")
     p.set_defaults(func=_promote)
+
+    p = sub.add_parser("versions", help="the registered model versions: aliases, figures, the gate's decisions and "
+                       "reasons (from the MLflow registry's tags)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.add_argument("--out", default=None, help="also write it to this file (temp file + rename)")
+    p.set_defaults(func=_versions)
 
     p = sub.add_parser("deploy", help="build the champion's index and calibration into deploy/current (atomic)")
     p.set_defaults(func=_deploy)
