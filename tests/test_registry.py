@@ -202,10 +202,17 @@ def test_manual_promotion_is_recorded_and_the_release_follows(project_copy: Path
     assert "promote (manual)" in table.stdout and "field tests at the venue look better" in table.stdout
 
 
-def test_a_profile_copy_reports_the_commit_it_was_made_from(tmp_path: Path) -> None:
-    from resonance.registry.lineage import git_commit
+def test_a_profile_copy_reports_the_commit_and_the_store_it_was_made_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance.registry.lineage import git_commit, tracking_uri
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)  # runs/NAME/: a repository without commits
     assert git_commit(tmp_path) == {"commit": "none", "dirty": False}
     (tmp_path / "source.json").write_text(json.dumps({"commit": "ab" * 20, "dirty": True, "profile": "quick"}))
     assert git_commit(tmp_path) == {"commit": "ab" * 20, "dirty": True}
+    # ... and, with no MLFLOW_TRACKING_URI, the MLflow store of the project it was made from (as `make run` used)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"  # no project named
+    main = tmp_path / "main"
+    main.mkdir()
+    (tmp_path / "source.json").write_text(json.dumps({"commit": "ab" * 20, "project": str(main)}))
+    assert tracking_uri(tmp_path) == f"sqlite:///{main.resolve()}/mlruns/mlflow.db"

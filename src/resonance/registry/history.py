@@ -85,9 +85,15 @@ def markdown(name: str, rows: list[dict[str, Any]], headline: str, open_set: str
 
 
 def write(project_dir: Path, out: Path | None, headline: str, open_set: str, as_json: bool = False) -> str:
-    """The table (or JSON) of `versions`; also written to `out` through a temp file + rename when given."""
+    """The table (or JSON) of `versions`; also written to `out` through a temp file + rename when given.
+    RegistryError when the store holds no version of the model."""
+    from resonance.registry.lineage import RegistryError, tracking_uri
+
     name = model_name(Path(project_dir))
     rows = versions(project_dir, headline, open_set)
+    if not rows:
+        raise RegistryError(f"no version of {name!r} is registered in {tracking_uri(Path(project_dir))}: run "
+                            "`make run` (or point MLFLOW_TRACKING_URI at the store that holds it)")
     text = json.dumps({"name": name, "versions": rows}, indent=1) + "\n" if as_json \
         else markdown(name, rows, headline, open_set)
     if out is not None:

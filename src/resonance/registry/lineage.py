@@ -20,10 +20,19 @@ class RegistryError(ResonanceError):
 
 
 def tracking_uri(project_dir: Path) -> str:
-    """MLFLOW_TRACKING_URI, or the project's sqlite store `sqlite:///<abs project>/mlruns/mlflow.db`."""
+    """MLFLOW_TRACKING_URI, or the project's sqlite store `sqlite:///<abs project>/mlruns/mlflow.db`; a profile
+    copy (runs/NAME/, its source.json naming the project) uses the store of the project it was made from, as
+    `make run PROFILE=NAME` did."""
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    store = Path(project_dir).resolve() / "mlruns"
+    project_dir = Path(project_dir).resolve()
+    try:
+        source = json.loads((project_dir / "source.json").read_text()).get("project")
+    except (OSError, ValueError, AttributeError):
+        source = None
+    if source and Path(source).is_dir():
+        project_dir = Path(source)
+    store = project_dir / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
 
