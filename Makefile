@@ -1,6 +1,6 @@
 # resonance: two commands do everything on a fresh machine.
 #   make run   - set up (first time), then the retrain flow: dvc repro, MLflow registry + promotion, deploy
-#                (PROFILE=quick: the whole chain on a small catalog in runs/quick/)
+#                (PROFILE=quick: the whole chain on a small catalog in runs/quick/; ALL=1: the baselines too)
 #   make test  - set up (first time), then run the default (fast) test suite
 SHELL := /bin/bash
 VENV  := .venv
@@ -22,9 +22,9 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-# make run [PROFILE=quick]: the retrain flow (dvc repro, register, promotion gate, deploy), then where to look
+# make run [PROFILE=quick] [ALL=1]: the retrain flow (dvc repro, register, promotion gate, deploy), then where to look
 run: setup
-	$(BIN)/python flows/retrain.py $(if $(PROFILE),--profile $(PROFILE),)
+	$(BIN)/python flows/retrain.py $(if $(PROFILE),--profile $(PROFILE),) $(if $(ALL),--all,)
 
 test: setup
 	$(BIN)/python -m pytest

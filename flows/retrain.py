@@ -3,11 +3,14 @@
     .venv/bin/python flows/retrain.py                    # one run now (an ephemeral Prefect server starts itself)
     .venv/bin/python flows/retrain.py --profile quick    # the whole chain on a small catalog, in runs/quick/
     .venv/bin/python flows/retrain.py --reason "new songs added"
+    .venv/bin/python flows/retrain.py --all              # also the baselines' evaluation and the report
 
 Steps (each a Prefect task calling a plain function of resonance): fetch (the download stages, retried),
-validate (`dvc repro validate`: a failing validation stops the flow before training), repro (`dvc repro`: train,
-evaluate, index, calibrate, field...), register (lineage, description, artifacts, alias challenger), gate
-(promote or hold, reasons as tags), then the `rebuild-index` flow when the champion changed. A rerun with nothing
+validate (`dvc repro validate`: a failing validation stops the flow before training), repro (`dvc repro` of
+params flows.retrain_targets: train, index, calibrate, evaluate_embedding, field, evaluate_field and what they
+need), register (lineage, description, artifacts, alias challenger), gate (promote or hold, reasons as tags),
+report (the baselines' evaluation and RESULTS.md: reproduced with --all, or when the baselines are current,
+else left for `dvc repro`), then the `rebuild-index` flow when the champion changed. A rerun with nothing
 changed reproduces nothing, registers nothing and promotes nothing.
 """
 
@@ -46,6 +49,22 @@ def repro(project_dir: str, targets: list[str]) -> list[str]:
     return dvc_repro(Path(project_dir), targets, log=logger.info)
 
 
+@task(name="report")
+def report(project_dir: str) -> list[str]:
+    """`dvc repro` of the report when only it is behind (the baselines are current); else nothing, with a note
+    of what waits for `dvc repro`."""
+    from resonance.orchestrate import dvc_repro, dvc_stale
+
+    logger = get_run_logger()
+    stale = dvc_stale(Path(project_dir), [])
+    if not stale:
+        return []
+    if set(stale) <= {"report"}:
+        return dvc_repro(Path(project_dir), [], log=logger.info)
+    logger.info(f"left for `dvc repro` (or --all): {', '.join(stale)}: the report waits for the baselines")
+    return []
+
+
 @task(name="register")
 def register(project_dir: str, reason: str | None) -> dict:
     from resonance.registry.versions import register as register_version
@@ -64,9 +83,9 @@ def gate(project_dir: str, version: str, figures: dict) -> dict:
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(project_dir: str = str(ROOT), reason: str | None = None) -> dict:
-    """The retrain flow (module docstring). Returns {"ran", "name", "version", "new", "decision", "reasons",
-    "champion", "deployed", "reason"}."""
+def retrain(project_dir: str = str(ROOT), reason: str | None = None, everything: bool = False) -> dict:
+    """The retrain flow (module docstring); `everything`: reproduce every stage (the baselines too). Returns
+    {"ran", "name", "version", "new", "decision", "reasons", "champion", "deployed", "reason"}."""
     p = flows_params(project_dir)
     flaky = {"retries": p.retries, "retry_delay_seconds": p.retry_delay_s}
     logger = get_run_logger()
@@ -74,13 +93,16 @@ def retrain(project_dir: str = str(ROOT), reason: str | None = None) -> dict:
         logger.info(f"retrain requested: {reason}")
     ran = repro.with_options(name="fetch-data", **flaky)(project_dir, ["field"])
     ran += repro.with_options(name="validate-data")(project_dir, ["validate"])
-    ran += repro.with_options(name="reproduce-pipeline")(project_dir, [])
+    targets = [] if everything else list(p.retrain_targets)
+    ran += repro.with_options(name="reproduce-pipeline")(project_dir, targets)
     version = register.with_options(**flaky)(project_dir, reason)
     if version["new"]:
         decision = gate.with_options(**flaky)(project_dir, version["version"], version["figures"])
     else:
         decision = {"decision": "unchanged", "reasons": [f"v{version['version']} was registered and gated before: "
                                                          "nothing new to promote"], "champion": None}
+    if targets:
+        ran += report(project_dir)
     release = sibling("rebuild_index").rebuild_index(project_dir=project_dir)
     result = {"ran": ran, "name": version["name"], "version": version["version"], "new": version["new"],
               "decision": decision["decision"], "reasons": decision["reasons"],
@@ -102,13 +124,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default=None, help="a run profile of params.yaml flows.profiles (runs/NAME)")
     parser.add_argument("--reason", default=None, help="why this retrain runs (recorded on the new version)")
+    parser.add_argument("--all", action="store_true", dest="everything",
+                        help="reproduce every stage: also the baselines' evaluation (hours on a clean clone)")
     args = parser.parse_args()
     from resonance.orchestrate import prepare_profile, where_to_look
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlruns' / 'mlflow.db'}")
     (ROOT / "mlruns").mkdir(exist_ok=True)
     project = prepare_profile(ROOT, args.profile) if args.profile else ROOT
-    result = retrain(project_dir=str(project), reason=args.reason)
+    result = retrain(project_dir=str(project), reason=args.reason, everything=args.everything)
     print(where_to_look(project, result))
 
 

@@ -70,6 +70,7 @@ def test_retrain_flow_promotes_the_first_model_then_nothing_then_holds_a_worse_o
     retrain = _mlops_flow("retrain", "retrain")
     first = retrain(project_dir=str(project))
     assert {"catalog", "validate", "train", "evaluate_embedding", "field", "evaluate_field"} <= set(first["ran"])
+    assert not {"evaluate@landmark", "evaluate@chromaprint", "report"} & set(first["ran"])  # flows.retrain_targets
     assert first["new"] and first["decision"] == "promote" and first["champion"] == first["version"]
     assert first["deployed"] == first["version"] == current_release(project / "deploy")["version"]
     mc = MlflowClient(uri)
@@ -121,3 +122,12 @@ def test_the_schedules_come_from_params() -> None:
     found = {(d.flow_name, d.name): [s.schedule.cron for s in d.schedules or []] for d in serve(ROOT)}
     assert found == {("retrain", "weekly"): [params["retrain_cron"]], ("monitor", "daily"): [params["monitor_cron"]],
                      ("rebuild-index", "on-demand"): []}
+
+
+def test_dvc_stale_tells_what_a_repro_would_run(mlops_project: dict) -> None:
+    from resonance.orchestrate import ReproError, dvc_stale
+
+    proj = mlops_project["dir"]  # built by dvc repro: every stage current
+    assert dvc_stale(proj, []) == [] and dvc_stale(proj, ["evaluate_embedding", "evaluate_field"]) == []
+    with pytest.raises(ReproError, match="no_such_stage"):
+        dvc_stale(proj, ["no_such_stage"])

@@ -55,6 +55,19 @@ def dvc_repro(project_dir: Path, targets: list[str], log: Callable[[str], None] 
     return ran
 
 
+def dvc_stale(project_dir: Path, targets: list[str]) -> list[str]:
+    """The stages among `targets` (and what they depend on) that `dvc repro` would run: `dvc status --json`;
+    empty when all are current. ReproError when DVC cannot tell (a target that is no stage, say)."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    env.setdefault("DVC_SITE_CACHE_DIR", str(Path(project_dir) / ".dvc" / "site-cache"))
+    proc = subprocess.run([_dvc(), "status", "--json", *(["--with-deps", *targets] if targets else [])], cwd=project_dir, capture_output=True, text=True,
+                          env=env)
+    if proc.returncode != 0:
+        raise ReproError(f"dvc status {' '.join(targets)}: {(proc.stderr or proc.stdout).strip()[-500:]}")
+    status = json.loads(proc.stdout or "{}")
+    return [name.split(":")[-1] for name in status]
+
+
 def flow_module(folder: Path, name: str) -> Any:
     """The module of flows/NAME.py in `folder`, loaded once per process (flows/ is a folder of scripts, not a
     package: the flows call each other through this)."""

@@ -150,7 +150,8 @@ class FieldParams:
 class FlowsParams:
     """Prefect flows. stages, cron: `resonance-pipeline` (flows/pipeline.py); retrain_cron, monitor_cron:
     the schedules `flows/serve.py` serves; retries, retry_delay_s: for the steps that can fail for passing
-    reasons (downloads, the MLflow store); profiles: run profiles (`make run PROFILE=NAME`), each a mapping of
+    reasons (downloads, the MLflow store); retrain_targets: the DVC stages the retrain flow reproduces, with all
+    they depend on (empty: every stage); profiles: run profiles (`make run PROFILE=NAME`), each a mapping of
     dotted params keys to values applied to a copy of params.yaml in runs/NAME/."""
 
     stages: list[str]
@@ -159,6 +160,7 @@ class FlowsParams:
     monitor_cron: str
     retries: int
     retry_delay_s: float
+    retrain_targets: list[str]
     profiles: dict[str, Any]
 
     def __post_init__(self) -> None:
