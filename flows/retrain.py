@@ -50,19 +50,17 @@ def repro(project_dir: str, targets: list[str]) -> list[str]:
 
 
 @task(name="report")
-def report(project_dir: str) -> list[str]:
+def report(project_dir: str) -> dict:
     """`dvc repro` of the report when only it is behind (the baselines are current); else nothing, with a note
-    of what waits for `dvc repro`."""
+    of what waits for `dvc repro`. Returns {"ran": stages, "waiting": stages left for `dvc repro`}."""
     from resonance.orchestrate import dvc_repro, dvc_stale
 
     logger = get_run_logger()
     stale = dvc_stale(Path(project_dir), [])
-    if not stale:
-        return []
     if set(stale) <= {"report"}:
-        return dvc_repro(Path(project_dir), [], log=logger.info)
+        return {"ran": dvc_repro(Path(project_dir), [], log=logger.info) if stale else [], "waiting": []}
     logger.info(f"left for `dvc repro` (or --all): {', '.join(stale)}: the report waits for the baselines")
-    return []
+    return {"ran": [], "waiting": stale}
 
 
 @task(name="register")
@@ -85,7 +83,7 @@ def gate(project_dir: str, version: str, figures: dict) -> dict:
 @flow(name="retrain", log_prints=True)
 def retrain(project_dir: str = str(ROOT), reason: str | None = None, everything: bool = False) -> dict:
     """The retrain flow (module docstring); `everything`: reproduce every stage (the baselines too). Returns
-    {"ran", "name", "version", "new", "decision", "reasons", "champion", "deployed", "reason"}."""
+    {"ran", "name", "version", "new", "decision", "reasons", "champion", "deployed", "reason", "waiting"}."""
     p = flows_params(project_dir)
     flaky = {"retries": p.retries, "retry_delay_seconds": p.retry_delay_s}
     logger = get_run_logger()
@@ -101,12 +99,15 @@ def retrain(project_dir: str = str(ROOT), reason: str | None = None, everything:
     else:
         decision = {"decision": "unchanged", "reasons": [f"v{version['version']} was registered and gated before: "
                                                          "nothing new to promote"], "champion": None}
+    waiting = []
     if targets:
-        ran += report(project_dir)
+        rest = report(project_dir)
+        ran, waiting = ran + rest["ran"], rest["waiting"]
     release = sibling("rebuild_index").rebuild_index(project_dir=project_dir)
     result = {"ran": ran, "name": version["name"], "version": version["version"], "new": version["new"],
               "decision": decision["decision"], "reasons": decision["reasons"],
-              "champion": release.get("champion"), "deployed": release.get("version"), "reason": reason}
+              "champion": release.get("champion"), "deployed": release.get("version"), "reason": reason,
+              "waiting": waiting}
     create_markdown_artifact(key="retrain", description="resonance retrain: what ran and the promotion decision",
                              markdown=_summary(result))
     return result
@@ -117,7 +118,9 @@ def _summary(r: dict) -> str:
     return (f"## retrain: {r['name']} v{r['version']}: **{r['decision']}**\n\n"
             f"Requested because: {r['reason'] or 'scheduled / manual run'}\n\n"
             f"Stages reproduced: {', '.join(r['ran']) or 'none (everything up to date)'}\n\n{reasons}\n\n"
-            f"Champion: v{r['champion']}; deployed release: v{r['deployed']}\n")
+            f"Champion: v{r['champion']}; deployed release: v{r['deployed']}\n"
+            + (f"\nLeft for `dvc repro` (the report waits for them): {', '.join(r['waiting'])}\n"
+               if r.get("waiting") else ""))
 
 
 def main() -> None:

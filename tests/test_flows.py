@@ -131,3 +131,19 @@ def test_dvc_stale_tells_what_a_repro_would_run(mlops_project: dict) -> None:
     assert dvc_stale(proj, []) == [] and dvc_stale(proj, ["evaluate_embedding", "evaluate_field"]) == []
     with pytest.raises(ReproError, match="no_such_stage"):
         dvc_stale(proj, ["no_such_stage"])
+
+
+def test_where_to_look_names_the_ui_the_report_and_what_waits(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from resonance.orchestrate import where_to_look
+
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    result = {"name": "resonance-embedder", "version": "2", "decision": "hold", "reasons": ["less than the margin"],
+              "champion": "1", "deployed": "1", "waiting": ["evaluate@landmark", "report"]}
+    text = where_to_look(tmp_path, result)
+    assert "http://127.0.0.1:5000/#/models/resonance-embedder/versions/2" in text
+    assert "hold (less than the margin); champion v1" in text
+    assert "waits for evaluate@landmark, report" in text and "make run ALL=1" in text
+    assert "no report yet: drop field clips into monitoring/inbox/" in text
+    assert "benchmarks/RESULTS.md (every method" in where_to_look(tmp_path, {**result, "waiting": []})

@@ -164,6 +164,11 @@ def where_to_look(project_dir: Path, result: dict[str, Any]) -> str:
         headline = json.loads(headline_path.read_text())
         lines += ["evaluation:  metrics/evaluate_embedding.json (per condition: data/evaluate/embedding/report.md)",
                   headline_table(headline, [k for k in HEADLINE_KEYS if k in headline])]
+    if result.get("waiting"):
+        lines.append(f"report:      benchmarks/RESULTS.md waits for {', '.join(result['waiting'])} (the baselines do "
+                     "not depend on the model): `make run ALL=1` or `.venv/bin/dvc repro`")
+    else:
+        lines.append("report:      benchmarks/RESULTS.md (every method, paired, with intervals)")
     field = project_dir / "metrics" / "field.json"
     if field.is_file():
         lines.append(f"field test:  {json.dumps(json.loads(field.read_text()))[:300]} "
