@@ -32,7 +32,7 @@ fi
 # --- project virtual environment -----------------------------------------------------
 PY=${PYTHON:-python3}
 stamp=.venv/.resonance-installed
-want=$( (cat pyproject.toml scripts/setup.sh; pwd) | sha256sum | cut -c1-16)  # a moved project reinstalls (editable path)
+want=$( (cat pyproject.toml constraints.txt scripts/setup.sh; pwd) | sha256sum | cut -c1-16)  # a moved project reinstalls (editable path)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -47,7 +47,8 @@ pip_install() {  # quiet on success; on failure show pip's own words (minus this
 pip_install --upgrade pip
 # The CPU torch wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
 pip_install torch==2.13.0
-pip_install -e ".[dev]"
+# Every other package at the versions in constraints.txt (the numerics that made the recorded figures).
+pip_install -c constraints.txt -e ".[dev]"
 .venv/bin/python -c "import torch, resonance; assert torch.__version__.startswith('2.13.0')" \
   || { echo "setup: .venv is incomplete (see pip output above)" >&2; exit 1; }
 echo "$want" > "$stamp"
