@@ -9,8 +9,8 @@ Steps (each a Prefect task calling a plain function of resonance): fetch (the do
 validate (`dvc repro validate`: a failing validation stops the flow before training), repro (`dvc repro` of
 params flows.retrain_targets: train, index, calibrate, evaluate_embedding, field, evaluate_field and what they
 need), register (lineage, description, artifacts, alias challenger), gate (promote or hold, reasons as tags),
-report (the baselines' evaluation and RESULTS.md: reproduced with --all, or when the baselines are current,
-else left for `dvc repro`), then the `rebuild-index` flow when the champion changed. A rerun with nothing
+report (RESULTS.md, reproduced when the baselines are current, else left for `dvc repro`; with --all the
+repro step already ran every stage), then the `rebuild-index` flow when the champion changed. A rerun with nothing
 changed reproduces nothing, registers nothing and promotes nothing.
 """
 

@@ -30,13 +30,18 @@ def _dvc() -> str:
     return str(local) if local.is_file() else (shutil.which("dvc") or "dvc")
 
 
+def _dvc_env(project_dir: Path) -> dict[str, str]:
+    """The environment of a dvc subprocess: no analytics, site cache inside the project unless set."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    env.setdefault("DVC_SITE_CACHE_DIR", str(Path(project_dir) / ".dvc" / "site-cache"))
+    return env
+
+
 def dvc_repro(project_dir: Path, targets: list[str], log: Callable[[str], None] = print) -> list[str]:
     """`dvc repro TARGETS` (all stages when empty) in `project_dir`, output streamed to `log`; returns the stages
     that ran, in order (empty: everything was up to date). ReproError when a stage fails."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    env.setdefault("DVC_SITE_CACHE_DIR", str(Path(project_dir) / ".dvc" / "site-cache"))
     proc = subprocess.Popen([_dvc(), "repro", *targets], cwd=project_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+                            stderr=subprocess.STDOUT, text=True, env=_dvc_env(project_dir))
     ran: list[str] = []
     tail: deque[str] = deque(maxlen=12)
     assert proc.stdout is not None
@@ -58,10 +63,9 @@ def dvc_repro(project_dir: Path, targets: list[str], log: Callable[[str], None] 
 def dvc_stale(project_dir: Path, targets: list[str]) -> list[str]:
     """The stages among `targets` (and what they depend on) that `dvc repro` would run: `dvc status --json`;
     empty when all are current. ReproError when DVC cannot tell (a target that is no stage, say)."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    env.setdefault("DVC_SITE_CACHE_DIR", str(Path(project_dir) / ".dvc" / "site-cache"))
-    proc = subprocess.run([_dvc(), "status", "--json", *(["--with-deps", *targets] if targets else [])], cwd=project_dir, capture_output=True, text=True,
-                          env=env)
+    args = ["--with-deps", *targets] if targets else []
+    proc = subprocess.run([_dvc(), "status", "--json", *args], cwd=project_dir, capture_output=True, text=True,
+                          env=_dvc_env(project_dir))
     if proc.returncode != 0:
         raise ReproError(f"dvc status {' '.join(targets)}: {(proc.stderr or proc.stdout).strip()[-500:]}")
     status = json.loads(proc.stdout or "{}")
