@@ -97,9 +97,8 @@ def write(project_dir: Path, out: Path | None, headline: str, open_set: str, as_
     text = json.dumps({"name": name, "versions": rows}, indent=1) + "\n" if as_json \
         else markdown(name, rows, headline, open_set)
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".tmp-{out.name}")
-        tmp.write_text(text)
-        tmp.replace(out)
+        from resonance.io import atomic_open
+
+        with atomic_open(out) as fh:
+            fh.write(text)
     return text
