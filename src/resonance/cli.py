@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `resonance` console script; returns the exit code."""
     for key, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    from resonance.kernels import pin_blas_kernels  # before numpy loads: same kernels, same bytes
+
+    pin_blas_kernels()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:

@@ -1,0 +1,73 @@
+"""Pin OpenBLAS's kernels, so that the same params give the same bytes on another CPU.
+
+numpy and scipy ship OpenBLAS, which picks its matrix kernels from the CPU it finds when it loads. Two
+machines with the same packages can therefore round differently: the room bank built on an AMD EPYC
+virtual machine (OpenBLAS chose its Haswell kernels there) differed in the last bits of its RIRs from the
+one built on an Intel machine (SkylakeX kernels), and every query set, model and figure downstream
+followed. Setting `OPENBLAS_CORETYPE` before numpy loads makes OpenBLAS use the kernels named there
+instead: the widest of the two families most x86-64 CPUs of the last decade share, chosen from the CPU's
+flags (AVX-512 -> SkylakeX, else AVX2 with FMA -> Haswell). Machines in the same family then give the same
+bytes; a machine in another family (no AVX-512, or not x86-64) still runs, and may differ in the last
+bits.
+
+The pin replaces an `OPENBLAS_CORETYPE` the environment already has (some machines set one for every
+process: that is how the AMD machine above came to use Haswell kernels). To choose yourself, set
+`RESONANCE_OPENBLAS_CORETYPE` to an OpenBLAS core name, or to `inherit` to keep the environment's value.
+
+Standard library only: it runs before numpy is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from pathlib import Path
+
+ENV_VAR = "OPENBLAS_CORETYPE"
+OVERRIDE_VAR = "RESONANCE_OPENBLAS_CORETYPE"
+INHERIT = "inherit"
+# OpenBLAS core name -> the CPU flags (as /proc/cpuinfo spells them) its kernels need; widest first.
+CORE_FLAGS: dict[str, frozenset[str]] = {
+    "SkylakeX": frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"}),
+    "Haswell": frozenset({"avx2", "fma"}),
+}
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The flags of the first CPU in `cpuinfo` (empty where there is no such file, e.g. macOS)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def openblas_core(flags: frozenset[str]) -> str | None:
+    """The widest OpenBLAS core family whose flags are all in `flags`, or None (leave OpenBLAS to choose)."""
+    for core, needs in CORE_FLAGS.items():
+        if needs <= flags:
+            return core
+    return None
+
+
+def pin_blas_kernels(environ: MutableMapping[str, str] | None = None,
+                     flags: frozenset[str] | None = None) -> str | None:
+    """Set `OPENBLAS_CORETYPE` in `environ` (default: this process). Returns the value in force (None: unset).
+
+    `RESONANCE_OPENBLAS_CORETYPE` decides when set (a core name, or `inherit`); otherwise the CPU's family
+    (`openblas_core`), replacing any value the environment had. Call before numpy is imported: OpenBLAS
+    reads the variable once, when it loads.
+    """
+    env = os.environ if environ is None else environ
+    chosen = env.get(OVERRIDE_VAR, "").strip()
+    if chosen.lower() == INHERIT:
+        return env.get(ENV_VAR) or None
+    core = chosen or openblas_core(cpu_flags() if flags is None else flags)
+    if core is None:
+        return env.get(ENV_VAR) or None
+    env[ENV_VAR] = core
+    return core
