@@ -14,8 +14,10 @@ from resonance.kernels import (
     ENV_VAR,
     OVERRIDE_VAR,
     cpu_flags,
+    cpu_model,
     openblas_core,
     pin_blas_kernels,
+    runtime,
 )
 
 AVX512 = CORE_FLAGS["SkylakeX"] | {"sse4_2", "avx"}
@@ -73,3 +75,14 @@ def test_numpy_and_scipy_load_the_pinned_kernels() -> None:
     if family is not None:  # this CPU has a family: the CLI pins it over a machine-wide value
         other = "Sandybridge"
         assert set(_loaded_architectures({**base, ENV_VAR: other}, True)) == {family}
+
+
+def test_runtime_names_the_cpu_and_the_kernels_without_changing_the_environment(tmp_path: Path) -> None:
+    before = dict(os.environ)
+    info = runtime()
+    assert set(info) == {"cpu", "openblas_coretype"} and dict(os.environ) == before
+    assert info["cpu"] == cpu_model()
+    assert info["openblas_coretype"] == pin_blas_kernels(dict(os.environ))
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU @ 3 GHz\n")
+    assert cpu_model(cpuinfo) == "Some CPU @ 3 GHz" and cpu_model(tmp_path / "absent") is None

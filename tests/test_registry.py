@@ -103,6 +103,10 @@ def test_registered_version_carries_lineage_description_and_artifacts(mlops_proj
     assert mv.tags["lineage.dvc.data_queries"] == lock["queries"]["outs"][0]["md5"]
     assert mv.tags["lineage.dvc.data_banks"] == lock["banks"]["outs"][0]["md5"]
     assert mv.tags["lineage.git_commit"] == "none" and mv.tags["lineage.train_profile"] == "fast"
+    from resonance.kernels import runtime
+
+    assert {k: mv.tags.get(f"lineage.{k}") for k, v in runtime().items() if v} == {
+        k: v for k, v in runtime().items() if v}  # the machine's CPU and OpenBLAS kernels
     assert mv.tags["eval.hit_rate_len3"] == str(json.loads((proj / "metrics/evaluate_embedding.json").read_text())
                                                 ["hit_rate_len3"])
     # the first model is promoted, with its reason, and both aliases point at it

@@ -71,3 +71,23 @@ def pin_blas_kernels(environ: MutableMapping[str, str] | None = None,
         return env.get(ENV_VAR) or None
     env[ENV_VAR] = core
     return core
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name as /proc/cpuinfo gives it (None where unknown)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip() or None
+    return None
+
+
+def runtime() -> dict[str, str | None]:
+    """What a run's numbers hang on besides code, data and params: {"cpu", "openblas_coretype"}.
+
+    The core type is the one the CLI pins (or would pin) in this environment; nothing is changed here."""
+    return {"cpu": cpu_model(), "openblas_coretype": pin_blas_kernels(dict(os.environ))}

@@ -1,5 +1,6 @@
 """Where a model version came from: the git commit, the dvc.lock hashes of the data it was trained and measured
-on, and the params of the train section. Plain reads of the project folder (no MLflow here)."""
+on, the params of the train section, and the machine's CPU with the OpenBLAS kernels pinned for it
+(`resonance.kernels`). Plain reads of the project folder (no MLflow here)."""
 
 from __future__ import annotations
 
@@ -99,5 +100,8 @@ def lineage(project_dir: Path) -> dict[str, Any]:
     """Everything a version records about its origin (see the module docstring)."""
     section = train_params(project_dir)
     hashes = dvc_lock_hashes(project_dir)
+    from resonance.kernels import runtime
+
     return {"git": git_commit(project_dir), "dvc_lock": hashes, "data_key": data_key(hashes),
-            "train_profile": section.get("profile"), "train_params_md5": params_md5(section)}
+            "train_profile": section.get("profile"), "train_params_md5": params_md5(section),
+            "runtime": runtime()}

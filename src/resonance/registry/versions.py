@@ -130,6 +130,7 @@ def register(project_dir: Path, reason: str | None = None) -> dict[str, Any]:
             "lineage.git_dirty": str(lin["git"]["dirty"]).lower(), "lineage.train_profile": str(lin["train_profile"]),
             "lineage.train_params_md5": lin["train_params_md5"], "eval.data_key": lin["data_key"],
             "eval.query_set": str(ev["metrics"].get("query_set"))}
+    tags.update({f"lineage.{k}": str(v) for k, v in lin["runtime"].items() if v})
     tags.update({f"lineage.dvc.{p.replace('/', '_')}": str(h) for p, h in lin["dvc_lock"].items()})
     tags.update({f"eval.{k}": str(ev["headline"][k]) for k in HEADLINE_KEYS if k in ev["headline"]})
     if reason:
