@@ -184,8 +184,13 @@ def test_manual_promotion_is_recorded_and_the_release_follows(project_copy: Path
     assert mc.get_model_version(name, v1).tags["promotion.replaced_by"] == f"v{v2}"
     deploy = load_section(project_copy / "params.yaml", "deploy", DeployParams)
     before = current_release(project_copy / deploy.dir)
+    assert before["built_from"] == "pipeline"  # v1's release copied the index and calibration dvc repro built
+    params = yaml.safe_load((project_copy / "params.yaml").read_text())
+    params["embedding"]["batch"] += 1  # the pipeline's index is out of date now: the release builds its own
+    (project_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     release = build_release(project_copy, deploy, log=lambda line: None)
     assert release["swapped"] and release["version"] == v2 and release["model_uri"] == f"models:/{name}/{v2}"
+    assert release["built_from"] == "rebuilt"
     assert current_release(project_copy / deploy.dir)["version"] == v2
     assert json.loads((project_copy / deploy.dir / "previous" / "release.json").read_text()) == before
     for part in ("model.pt", "index/index.json", "calibration/calibration.json"):

@@ -1,7 +1,10 @@
 """The champion's release for the service: one folder with everything recognition needs, swapped in whole.
 
     deploy/current/release.json    {format, model_name, version, model_uri (pinned: models:/NAME/N), alias,
-                                    run_id, model_sha256, index {tracks, windows}, catalog_md5, built_at}
+                                    run_id, model_sha256, index {tracks, windows}, catalog_md5, built_from
+                                    (pipeline: the dvc stages' data/index and data/calibration, which were
+                                    built for this model and are current, copied; rebuilt: built here),
+                                    built_at}
     deploy/current/model.pt        the model bundle of that version (from the MLflow model's files)
     deploy/current/index/          its FAISS index of the catalog (`resonance index build`)
     deploy/current/calibration/    its open-set calibration (`resonance calibrate`, val queries)
@@ -69,9 +72,11 @@ def build_release(project_dir: Path, params: DeployParams, log: Callable[[str], 
     """Build the champion's release and swap it in (module docstring). Returns release.json's content plus
     {"swapped": True}; {"swapped": False, ...} when the deployed release already is the champion's."""
     from resonance.config import EmbeddingParams, load_section
+    from resonance.index.method import model_sha256
     from resonance.index.persist import swap_in
     from resonance.index.stage import load_recognizer
-    from resonance.registry.evaluation import build_index_and_calibration
+    from resonance.model.embedder import load_model
+    from resonance.registry.evaluation import build_index_and_calibration, reuse_pipeline_build
 
     project_dir = Path(project_dir)
     state = champion_changed(project_dir, params)
@@ -91,13 +96,17 @@ def build_release(project_dir: Path, params: DeployParams, log: Callable[[str], 
     try:
         log(f"rebuild-index: building the release of {uri} (champion) in {staging}")
         _model_bundle(uri, staging / "model.pt")
-        build_index_and_calibration(project_dir, uri, staging, params.catalog, params.val_queries, log)
+        built_from = "pipeline"
+        if not reuse_pipeline_build(project_dir, model_sha256(load_model(staging / "model.pt")), params.catalog,
+                                    params.val_queries, staging, log):
+            built_from = "rebuilt"
+            build_index_and_calibration(project_dir, uri, staging, params.catalog, params.val_queries, log)
         emb = load_section(project_dir / "params.yaml", "embedding", EmbeddingParams)
         method = load_recognizer(staging / "model.pt", staging / "index", staging / "calibration", emb)  # the check
         release = {"format": RELEASE_FORMAT, "model_name": name, "version": version, "model_uri": uri,
                    "alias": CHAMPION, "run_id": mv.run_id, "model_sha256": method.model_sha256,
                    "index": {"tracks": len(method.index.tracks), "windows": method.index.n_windows},
-                   "catalog_md5": dvc_lock_hashes(project_dir).get("data/catalog"),
+                   "catalog_md5": dvc_lock_hashes(project_dir).get("data/catalog"), "built_from": built_from,
                    "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         write_json(staging / "release.json", release)
         current, previous = deploy_dir / "current", deploy_dir / "previous"

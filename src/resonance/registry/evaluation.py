@@ -46,6 +46,40 @@ def build_index_and_calibration(project_dir: Path, model_uri: str, out_dir: Path
              "--catalog", catalog, "--queries", val_queries, "--out", str(out_dir / "calibration")], project_dir, log)
 
 
+# The pipeline's own index and calibration (dvc.yaml stages `index` and `calibrate`) and what they are built from.
+PIPELINE_BUILD = {"index": "data/index", "calibration": "data/calibration"}
+PIPELINE_SOURCES = ("data/catalog", "data/queries/val")
+
+
+def reuse_pipeline_build(project_dir: Path, model_sha256: str, catalog: str, val_queries: str, out_dir: Path,
+                         log: Callable[[str], None] = print) -> bool:
+    """Copy the pipeline's data/index and data/calibration into `out_dir` when they are what
+    `build_index_and_calibration` would make: built for this very model (both record `model_sha256`), from
+    the same catalog and val queries, and current by `dvc status` (no dependency or param moved since).
+    Returns False, copying nothing, otherwise. Saves rebuilding what `dvc repro` just built (minutes)."""
+    import json
+    import shutil
+
+    from resonance.orchestrate import ReproError, dvc_stale
+
+    project_dir = Path(project_dir)
+    if (catalog, val_queries) != PIPELINE_SOURCES:
+        return False
+    try:
+        recorded = {json.loads((project_dir / PIPELINE_BUILD["index"] / "index.json").read_text()).get("model_sha256"),
+                    json.loads((project_dir / PIPELINE_BUILD["calibration"] / "calibration.json").read_text())
+                    .get("model_sha256")}
+        if recorded != {model_sha256} or dvc_stale(project_dir, ["index", "calibrate"]):
+            return False
+    except (OSError, ValueError, ReproError):
+        return False
+    for name, source in PIPELINE_BUILD.items():
+        shutil.copytree(project_dir / source, Path(out_dir) / name)
+    log(f"the pipeline's {' and '.join(PIPELINE_BUILD.values())} were built for this model and are current: "
+        "copied, not rebuilt")
+    return True
+
+
 def reevaluate(project_dir: Path, model_uri: str, data_key: str, log: Callable[[str], None] = print,
                keep_dir: Path | None = None) -> dict[str, Any]:
     """The gate figures of `model_uri` on the current catalog and query sets (data_key names that data): index,
