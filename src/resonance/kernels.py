@@ -33,17 +33,22 @@ CORE_FLAGS: dict[str, frozenset[str]] = {
 }
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The flags of the first CPU in `cpuinfo` (empty where there is no such file, e.g. macOS)."""
+def _first_cpu_field(name: str, cpuinfo: Path) -> str | None:
+    """The value of field `name` for the first CPU in `cpuinfo` (None where there is no such file or field)."""
     try:
         text = cpuinfo.read_text(errors="replace")
     except OSError:
-        return frozenset()
+        return None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The flags of the first CPU in `cpuinfo` (empty where there is no such file, e.g. macOS)."""
+    return frozenset((_first_cpu_field("flags", cpuinfo) or "").split())
 
 
 def openblas_core(flags: frozenset[str]) -> str | None:
@@ -75,15 +80,7 @@ def pin_blas_kernels(environ: MutableMapping[str, str] | None = None,
 
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's model name as /proc/cpuinfo gives it (None where unknown)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name":
-            return value.strip() or None
-    return None
+    return _first_cpu_field("model name", cpuinfo) or None
 
 
 def runtime() -> dict[str, str | None]:
