@@ -14,6 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from resonance.kernels import pin_blas_kernels
+
+pin_blas_kernels()  # before numpy loads: the test process runs the OpenBLAS kernels the CLI processes it starts run
+
 import numpy as np
 import pytest
 import yaml

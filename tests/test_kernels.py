@@ -86,3 +86,22 @@ def test_runtime_names_the_cpu_and_the_kernels_without_changing_the_environment(
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU @ 3 GHz\n")
     assert cpu_model(cpuinfo) == "Some CPU @ 3 GHz" and cpu_model(tmp_path / "absent") is None
+
+
+def test_once_numpy_is_loaded_the_environment_is_left_alone() -> None:
+    """A process that loaded OpenBLAS already keeps its kernels, and so do the processes it starts."""
+    code = ("import os, numpy\nfrom resonance.kernels import pin_blas_kernels\n"
+            "print(pin_blas_kernels(), os.environ.get('OPENBLAS_CORETYPE'))")
+    env = {k: v for k, v in os.environ.items() if k != OVERRIDE_VAR}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, ENV_VAR: "Sandybridge"}, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.split() == ["Sandybridge", "Sandybridge"]
+
+
+def test_this_test_process_runs_the_kernels_its_cli_subprocesses_run() -> None:
+    import threadpoolctl
+
+    pinned = os.environ.get(ENV_VAR)
+    loaded = {i.get("architecture") for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"}
+    if pinned:
+        assert loaded == {pinned}

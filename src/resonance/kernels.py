@@ -20,12 +20,14 @@ Standard library only: it runs before numpy is imported.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
 ENV_VAR = "OPENBLAS_CORETYPE"
 OVERRIDE_VAR = "RESONANCE_OPENBLAS_CORETYPE"
 INHERIT = "inherit"
+LOADERS = frozenset({"numpy", "scipy"})  # the packages whose import loads OpenBLAS
 # OpenBLAS core name -> the CPU flags (as /proc/cpuinfo spells them) its kernels need; widest first.
 CORE_FLAGS: dict[str, frozenset[str]] = {
     "SkylakeX": frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx2", "fma"}),
@@ -64,9 +66,12 @@ def pin_blas_kernels(environ: MutableMapping[str, str] | None = None,
     """Set `OPENBLAS_CORETYPE` in `environ` (default: this process). Returns the value in force (None: unset).
 
     `RESONANCE_OPENBLAS_CORETYPE` decides when set (a core name, or `inherit`); otherwise the CPU's family
-    (`openblas_core`), replacing any value the environment had. Call before numpy is imported: OpenBLAS
-    reads the variable once, when it loads.
+    (`openblas_core`), replacing any value the environment had. OpenBLAS reads the variable once, when numpy
+    or scipy loads it: in a process that has loaded them already (a test calling the CLI's `main`, say), this
+    process's kernels are set, so its environment is left alone and the processes it starts match it.
     """
+    if environ is None and LOADERS & sys.modules.keys():
+        return os.environ.get(ENV_VAR) or None
     env = os.environ if environ is None else environ
     chosen = env.get(OVERRIDE_VAR, "").strip()
     if chosen.lower() == INHERIT:
