@@ -2,7 +2,7 @@
 
 numpy and scipy ship OpenBLAS, which picks its matrix kernels from the CPU it finds when it loads. Two
 machines with the same packages can therefore round differently: the room bank built on an AMD EPYC
-virtual machine (OpenBLAS chose its Haswell kernels there) differed in the last bits of its RIRs from the
+virtual machine (whose environment named the Haswell kernels) differed in the last bits of its RIRs from the
 one built on an Intel machine (SkylakeX kernels), and every query set, model and figure downstream
 followed. Setting `OPENBLAS_CORETYPE` before numpy loads makes OpenBLAS use the kernels named there
 instead: the widest of the two families most x86-64 CPUs of the last decade share, chosen from the CPU's
