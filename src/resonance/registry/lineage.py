@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from resonance.errors import ResonanceError
+from resonance.kernels import runtime
 
 DATA_PATHS = ("data/catalog", "data/banks", "data/queries")  # the data lineage a version records
 
@@ -100,8 +101,6 @@ def lineage(project_dir: Path) -> dict[str, Any]:
     """Everything a version records about its origin (see the module docstring)."""
     section = train_params(project_dir)
     hashes = dvc_lock_hashes(project_dir)
-    from resonance.kernels import runtime
-
     return {"git": git_commit(project_dir), "dvc_lock": hashes, "data_key": data_key(hashes),
             "train_profile": section.get("profile"), "train_params_md5": params_md5(section),
             "runtime": runtime()}
